@@ -1,0 +1,62 @@
+/* fs_backlog.c - see fs_backlog.h.  Pure computation; no platform #ifdefs. */
+#include "fs_backlog.h"
+
+#include <stddef.h>
+
+#define FS_INT_MAX 2147483647LL
+
+/* Facts: ../shared/notes/listen-semantics.md, section 1. */
+static const fs_backlog_rules RULES[FS_RULES_COUNT] = {
+    /* Linux >= 4.1 (commit becb74f0acca): u32; sk_acceptq_is_full uses '>' */
+    {"linux", FS_INT_MAX, 0, 1, 1, 1, "net.core.somaxconn"},
+    /* Linux < 4.1: sk_max_ack_backlog was an unsigned short */
+    {"linux-pre-4.1", 65535, 0, 1, 1, 1, "net.core.somaxconn"},
+    /* FreeBSD/DragonFly: overflow at 1.5 x backlog; 0 holds one */
+    {"freebsd", FS_INT_MAX, 0, 3, 2, 0, "kern.ipc.soacceptqueue"},
+    /* XNU: short so_qlimit; listen(0) is taken as the maximum */
+    {"macos", 32767, 1, 1, 1, 0, "kern.ipc.somaxconn"},
+    /* POSIX: nothing known beyond SOMAXCONN */
+    {"posix", FS_INT_MAX, 0, 1, 1, 0, "SOMAXCONN"},
+};
+
+const fs_backlog_rules *fs_backlog_rules_get(int id) {
+    if (id < 0 || id >= FS_RULES_COUNT)
+        return NULL;
+    return &RULES[id];
+}
+
+static long long capacity_of(const fs_backlog_rules *r, long long backlog) {
+    long long c = backlog * r->capacity_num / r->capacity_den + r->capacity_add;
+    return c < 1 ? 1 : c; /* every kernel here admits at least one */
+}
+
+int fs_backlog_plan(const fs_backlog_rules *r, int defaulted, long long requested,
+                    long long maximum, fs_backlog_plan_t *out) {
+    long long limit;
+    if (r == NULL || out == NULL)
+        return -1;
+    limit = maximum < r->storage_max ? maximum : r->storage_max;
+    if (limit < 1)
+        limit = 1;
+    out->flags = 0;
+    if (defaulted) {
+        out->flags |= FS_BACKLOG_DEFAULTED;
+        out->passed = limit;
+    } else {
+        if (requested < 0) {
+            out->flags |= FS_BACKLOG_NEGATIVE;
+            requested = 0; /* POSIX: as if 0, never the kernel's "maximum" */
+        }
+        if (requested == 0) {
+            out->passed = r->zero_is_maximum ? 1 : 0; /* the smallest queue */
+        } else if (requested > limit) {
+            out->flags |= FS_BACKLOG_TRUNCATED;
+            out->passed = limit;
+        } else {
+            out->passed = requested;
+        }
+    }
+    out->effective = out->passed;
+    out->capacity = capacity_of(r, out->effective);
+    return 0;
+}

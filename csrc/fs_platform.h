@@ -1,0 +1,233 @@
+/*
+ * fs_platform.h - the one place in fastsock that knows which OS it is built on.
+ *
+ * Every platform #ifdef of the project lives here and nowhere else.  It turns
+ * "this system has X" into plain 0/1 flags (FS_HAVE_*) and small static inline
+ * helpers whose fallbacks are stubs that fail with ENOSYS/ENOPROTOOPT, so the
+ * Cython code and the other C files never test __linux__ & co. themselves.
+ */
+#ifndef FS_PLATFORM_H
+#define FS_PLATFORM_H
+
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE 1 /* accept4() on glibc */
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__DragonFly__) || \
+    defined(__NetBSD__) || defined(__OpenBSD__)
+#include <sys/sysctl.h>
+#endif
+
+/* ---- which kernel, and which backlog rule set applies (see fs_backlog.h) -- */
+#if defined(__linux__)
+#define FS_PLATFORM_NAME "linux"
+#define FS_BUILD_RULES 0 /* FS_RULES_LINUX; < 4.1 is told apart at run time */
+#elif defined(__FreeBSD__)
+#define FS_PLATFORM_NAME "freebsd"
+#define FS_BUILD_RULES 2
+#elif defined(__DragonFly__)
+#define FS_PLATFORM_NAME "dragonfly"
+#define FS_BUILD_RULES 2
+#elif defined(__APPLE__)
+#define FS_PLATFORM_NAME "macos"
+#define FS_BUILD_RULES 3
+#elif defined(__NetBSD__)
+#define FS_PLATFORM_NAME "netbsd"
+#define FS_BUILD_RULES 4
+#elif defined(__OpenBSD__)
+#define FS_PLATFORM_NAME "openbsd"
+#define FS_BUILD_RULES 4
+#else
+#define FS_PLATFORM_NAME "other"
+#define FS_BUILD_RULES 4
+#endif
+
+/* Where the live system maximum backlog is read. */
+#if defined(__linux__)
+#define FS_SOMAXCONN_PROC "/proc/sys/net/core/somaxconn"
+#define FS_SOMAXCONN_SYSCTL NULL
+#elif defined(__FreeBSD__)
+#define FS_SOMAXCONN_PROC NULL
+#define FS_SOMAXCONN_SYSCTL "kern.ipc.soacceptqueue"
+#elif defined(__APPLE__) || defined(__DragonFly__) || defined(__NetBSD__) || \
+    defined(__OpenBSD__)
+#define FS_SOMAXCONN_PROC NULL
+#define FS_SOMAXCONN_SYSCTL "kern.ipc.somaxconn"
+#else
+#define FS_SOMAXCONN_PROC NULL
+#define FS_SOMAXCONN_SYSCTL NULL
+#endif
+
+#ifndef SOMAXCONN
+#define SOMAXCONN 128
+#endif
+#define FS_SOMAXCONN SOMAXCONN
+
+/* ---- descriptor flags -------------------------------------------------- */
+#ifdef SOCK_CLOEXEC
+#define FS_HAVE_SOCK_CLOEXEC 1
+#define FS_SOCK_CLOEXEC SOCK_CLOEXEC
+#else
+#define FS_HAVE_SOCK_CLOEXEC 0
+#define FS_SOCK_CLOEXEC 0
+#endif
+#ifdef SOCK_NONBLOCK
+#define FS_HAVE_SOCK_NONBLOCK 1
+#else
+#define FS_HAVE_SOCK_NONBLOCK 0
+#endif
+
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__DragonFly__) || \
+    defined(__NetBSD__) || defined(__OpenBSD__)
+#define FS_HAVE_ACCEPT4 1
+#else
+#define FS_HAVE_ACCEPT4 0
+#endif
+
+/* ---- reading back what listen() applied -------------------------------- */
+#if defined(__linux__) && defined(TCP_INFO)
+#define FS_HAVE_TCP_INFO 1
+#else
+#define FS_HAVE_TCP_INFO 0
+#endif
+#if defined(SO_LISTENQLIMIT) && defined(SO_LISTENQLEN)
+#define FS_HAVE_SO_LISTENQLIMIT 1
+#else
+#define FS_HAVE_SO_LISTENQLIMIT 0
+#endif
+
+/* ---- AF_UNIX ------------------------------------------------------------ */
+#if defined(__linux__)
+#define FS_HAVE_ABSTRACT_UNIX 1
+#else
+#define FS_HAVE_ABSTRACT_UNIX 0
+#endif
+#define FS_UNIX_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+#define FS_UNIX_PATH_OFFSET (offsetof(struct sockaddr_un, sun_path))
+
+#ifndef EWOULDBLOCK
+#define EWOULDBLOCK EAGAIN
+#endif
+
+/* Thread-safe, lock-free one-word cache (free-threaded builds included). */
+#define FS_ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define FS_ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+/* Set FD_CLOEXEC; on failure close fd and return -1 with errno preserved. */
+static inline int fs_set_cloexec_or_close(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* socket(2) that is close-on-exec from birth where the kernel allows. */
+static inline int fs_socket_cloexec(int family, int type, int proto) {
+#if FS_HAVE_SOCK_CLOEXEC
+    return socket(family, type | FS_SOCK_CLOEXEC, proto);
+#else
+    int fd = socket(family, type, proto);
+    return fd < 0 ? fd : fs_set_cloexec_or_close(fd);
+#endif
+}
+
+/* accept4(fd, ..., SOCK_CLOEXEC), or accept(2) + FD_CLOEXEC without accept4. */
+static inline int fs_accept_cloexec(int fd, struct sockaddr *sa, socklen_t *len) {
+#if FS_HAVE_ACCEPT4 && FS_HAVE_SOCK_CLOEXEC
+    return accept4(fd, sa, len, FS_SOCK_CLOEXEC);
+#else
+    int nfd = accept(fd, sa, len);
+    return nfd < 0 ? nfd : fs_set_cloexec_or_close(nfd);
+#endif
+}
+
+/* Integer sysctl by name; -1/ENOSYS where the system has no sysctlbyname. */
+static inline int fs_sysctl_int(const char *name, long long *out) {
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__DragonFly__) || \
+    defined(__NetBSD__)
+    int v = 0;
+    size_t len = sizeof(v);
+    if (sysctlbyname(name, &v, &len, NULL, 0) < 0)
+        return -1;
+    *out = v;
+    return 0;
+#else
+    (void)name;
+    (void)out;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* Listening socket's (pending, limit) from the kernel; -1 with errno if it can't tell. */
+static inline int fs_listen_queue(int fd, long long *pending, long long *limit) {
+#if FS_HAVE_TCP_INFO
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return -1;
+    if (ti.tcpi_state != 10 /* TCP_LISTEN */) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* On a listener, tcp_get_info() aliases these two: queue length, backlog. */
+    *pending = ti.tcpi_unacked;
+    *limit = ti.tcpi_sacked;
+    return 0;
+#elif FS_HAVE_SO_LISTENQLIMIT
+    int qlen = 0, qlimit = 0;
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_LISTENQLEN, &qlen, &len) < 0)
+        return -1;
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_LISTENQLIMIT, &qlimit, &len) < 0)
+        return -1;
+    *pending = qlen;
+    *limit = qlimit;
+    return 0;
+#else
+    (void)fd;
+    (void)pending;
+    (void)limit;
+    errno = ENOPROTOOPT;
+    return -1;
+#endif
+}
+
+/* Linux before 4.1 kept the backlog in 16 bits; uname() tells at run time. */
+static inline int fs_kernel_is_linux_pre_4_1(void) {
+#if defined(__linux__)
+    struct utsname u;
+    int major = 0, minor = 0;
+    if (uname(&u) < 0)
+        return 0;
+    if (sscanf(u.release, "%d.%d", &major, &minor) != 2)
+        return 0;
+    return major < 4 || (major == 4 && minor < 1);
+#else
+    return 0;
+#endif
+}
+
+#endif /* FS_PLATFORM_H */

@@ -1,0 +1,129 @@
+# Declarations only: what the compiled core calls.  Logic lives in _core.pyx.
+
+cdef extern from "fs_platform.h" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    ctypedef unsigned short in_port_t
+
+    struct sockaddr:
+        sa_family_t sa_family
+    struct sockaddr_storage:
+        sa_family_t ss_family
+    struct in_addr:
+        unsigned int s_addr
+    struct sockaddr_in:
+        sa_family_t sin_family
+        in_port_t sin_port
+        in_addr sin_addr
+    struct in6_addr:
+        pass
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        in_port_t sin6_port
+        unsigned int sin6_flowinfo
+        in6_addr sin6_addr
+        unsigned int sin6_scope_id
+    struct sockaddr_un:
+        sa_family_t sun_family
+        char sun_path[1]
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    struct timespec:
+        long tv_sec
+        long tv_nsec
+
+    const char *FS_PLATFORM_NAME
+    const int FS_BUILD_RULES
+    const int FS_SOMAXCONN
+    const int FS_HAVE_ACCEPT4
+    const int FS_HAVE_SOCK_CLOEXEC
+    const int FS_HAVE_SOCK_NONBLOCK
+    const int FS_HAVE_TCP_INFO
+    const int FS_HAVE_SO_LISTENQLIMIT
+    const int FS_HAVE_ABSTRACT_UNIX
+    const size_t FS_UNIX_PATH_MAX
+    const size_t FS_UNIX_PATH_OFFSET
+
+    const int AF_INET
+    const int AF_INET6
+    const int AF_UNIX
+    const int SOL_SOCKET
+    const int SO_ERROR
+    const int INADDR_ANY
+    const unsigned int INADDR_BROADCAST
+    const in6_addr in6addr_any
+    const short POLLIN
+    const short POLLOUT
+    const int NI_NUMERICHOST
+    const int NI_MAXHOST
+    const int CLOCK_MONOTONIC
+    const int F_GETFL
+    const int O_NONBLOCK
+    const int EINTR
+    const int EAGAIN
+    const int EWOULDBLOCK
+    const int EINPROGRESS
+    const int EISCONN
+    const int EADDRINUSE
+
+    int fs_socket_cloexec(int family, int type, int proto)
+    int fs_accept_cloexec(int fd, sockaddr *sa, socklen_t *len)
+    int fs_listen_queue(int fd, long long *pending, long long *limit)
+
+    int c_bind "bind"(int fd, const sockaddr *addr, socklen_t len)
+    int c_listen "listen"(int fd, int backlog)
+    int c_connect "connect"(int fd, const sockaddr *addr, socklen_t len)
+    int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+    int getsockname(int fd, sockaddr *addr, socklen_t *len)
+    int close(int fd)
+    int fcntl(int fd, int cmd, ...)
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    int clock_gettime(int clk, timespec *ts)
+    int inet_pton(int af, const char *src, void *dst)
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+    int getnameinfo(const sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
+                    char *serv, socklen_t servlen, int flags)
+    unsigned short htons(unsigned short)
+    unsigned short ntohs(unsigned short)
+    unsigned int htonl(unsigned int)
+    unsigned int ntohl(unsigned int)
+
+cdef extern from "fs_backlog.h" nogil:
+    ctypedef struct fs_backlog_rules:
+        const char *name
+        long long storage_max
+        int zero_is_maximum
+        const char *knob
+    ctypedef struct fs_backlog_plan_t:
+        long long passed
+        long long effective
+        long long capacity
+        int flags
+    const int FS_RULES_COUNT
+    const int FS_BACKLOG_TRUNCATED
+    const int FS_BACKLOG_NEGATIVE
+    const int FS_BACKLOG_DEFAULTED
+    const fs_backlog_rules *fs_backlog_rules_get(int id)
+    int fs_backlog_plan(const fs_backlog_rules *rules, int defaulted, long long requested,
+                        long long maximum, fs_backlog_plan_t *out)
+
+cdef extern from "fs_sys.h" nogil:
+    long long fs_somaxconn(const char **source)
+    int fs_running_rules()
+
+cdef extern from "fs_platform.h" nogil:
+    struct addrinfo:
+        int ai_flags
+        int ai_family
+        int ai_socktype
+        int ai_protocol
+        socklen_t ai_addrlen
+        sockaddr *ai_addr
+        addrinfo *ai_next
+    const int EAI_SYSTEM
+    int getaddrinfo(const char *node, const char *service, const addrinfo *hints,
+                    addrinfo **res)
+    void freeaddrinfo(addrinfo *res)
+    const char *gai_strerror(int code)

@@ -1,0 +1,613 @@
+"""fastsock._core: socket(2), bind(2), listen(2), accept4(2) and connect(2) on descriptors.
+
+The compiled core of fastsock.  Every function takes and returns plain
+descriptors; the ``fastsock.socket`` class builds on them.  Errors are raised
+through one path (``_fail``) as the typed classes of ``fastsock.errors``.
+
+Timeouts follow the Python socket model: ``None`` blocks (GIL released),
+``0.0`` is non-blocking (EAGAIN raises a ``BlockingIOError`` subclass), a
+positive value polls against a CLOCK_MONOTONIC deadline and raises
+``fastsock.SocketTimeout``.  EINTR runs the signal handlers and retries with
+the time left (PEP 475); a handler that raises ends the call.
+"""
+
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno
+from libc.string cimport memcpy, memset, strlen
+
+import os
+import warnings
+from operator import index
+
+import _socket
+
+from fastsock.errors import (
+    BacklogTruncatedWarning,
+    BacklogWarning,
+    InvalidPortError,
+    SocketTimeout,
+    make_error,
+)
+
+cdef extern from "Python.h":
+    object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+
+cdef extern from "<string.h>" nogil:
+    size_t strnlen(const char *s, size_t maxlen)
+
+cdef extern from "<errno.h>":
+    const int ENAMETOOLONG
+    const int EAFNOSUPPORT
+
+cdef enum:
+    _INT_MAX = 2147483647
+    _ADDRSTRLEN = 64
+    _BATCH = 64
+
+PLATFORM = FS_PLATFORM_NAME.decode()
+SOMAXCONN = FS_SOMAXCONN
+HAVE_ACCEPT4 = bool(FS_HAVE_ACCEPT4)
+HAVE_SOCK_CLOEXEC = bool(FS_HAVE_SOCK_CLOEXEC)
+HAVE_SOCK_NONBLOCK = bool(FS_HAVE_SOCK_NONBLOCK)
+HAVE_TCP_INFO = bool(FS_HAVE_TCP_INFO)
+HAVE_SO_LISTENQLIMIT = bool(FS_HAVE_SO_LISTENQLIMIT)
+HAVE_ABSTRACT_UNIX = bool(FS_HAVE_ABSTRACT_UNIX)
+BACKLOG_READBACK = bool(FS_HAVE_TCP_INFO or FS_HAVE_SO_LISTENQLIMIT)
+RULES = tuple(fs_backlog_rules_get(i).name.decode() for i in range(FS_RULES_COUNT))
+BACKLOG_RULES = RULES[fs_running_rules()]
+BACKLOG_TRUNCATED = FS_BACKLOG_TRUNCATED
+BACKLOG_NEGATIVE = FS_BACKLOG_NEGATIVE
+BACKLOG_DEFAULTED = FS_BACKLOG_DEFAULTED
+
+
+# ---- the one check path ----------------------------------------------------
+
+cdef int _fail(int err, str syscall, object fd=None, object address=None,
+               object backlog=None, bint unbound=False) except -1:
+    """Raise the typed error for ``err`` (captured right after the call)."""
+    raise make_error(err, syscall, fd=fd, address=address, backlog=backlog, unbound=unbound)
+
+
+cdef int _timed_out(str syscall) except -1:
+    exc = SocketTimeout("timed out")
+    exc.syscall = syscall
+    raise exc
+
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef double _timeout_value(object timeout) except? -2.0:
+    """None -> -1 (block), else the timeout in seconds (>= 0)."""
+    if timeout is None:
+        return -1.0
+    cdef double t = timeout
+    if t < 0 or t != t:
+        raise ValueError("timeout must be a non-negative number or None")
+    return t
+
+
+cdef int _wait(int fd, short events, double deadline, str syscall) except -1:
+    """poll(2) until ``fd`` is ready; deadline < 0 waits forever."""
+    cdef pollfd p
+    cdef int rc, err, ms
+    cdef double left
+    while True:
+        if deadline < 0:
+            ms = -1
+        else:
+            left = deadline - _monotonic()
+            if left <= 0:
+                _timed_out(syscall)
+            ms = <int>(left * 1000.0 + 0.999) if left < 2.0e6 else _INT_MAX
+        p.fd = fd
+        p.events = events
+        p.revents = 0
+        with nogil:
+            rc = poll(&p, 1, ms)
+            err = errno
+        if rc > 0:
+            return 0
+        if rc < 0:
+            if err != EINTR:
+                _fail(err, "poll", fd)
+            PyErr_CheckSignals()
+
+
+# ---- addresses ---------------------------------------------------------------
+
+cdef int _port(object port, str syscall) except -1:
+    cdef object p = index(port)
+    if not 0 <= p <= 65535:
+        raise InvalidPortError(f"{syscall}(): port must be 0-65535.")
+    return p
+
+
+cdef bytes _host_bytes(object host):
+    cdef bytes b
+    if isinstance(host, str):
+        try:
+            b = (<str>host).encode("ascii")
+        except UnicodeEncodeError:
+            b = (<str>host).encode("idna")
+    elif isinstance(host, (bytes, bytearray)):
+        b = bytes(host)
+    else:
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if b"\0" in b:
+        raise TypeError("host name must not contain null character")
+    return b
+
+
+cdef int _resolve(bytes host, int family, void *dst, size_t size) except -1:
+    """Host name -> sockaddr of ``family`` via getaddrinfo(3), GIL released."""
+    cdef addrinfo hints
+    cdef addrinfo *res = NULL
+    cdef const char *name = host
+    cdef int rc, err
+    memset(&hints, 0, sizeof(hints))
+    hints.ai_family = family
+    with nogil:
+        rc = getaddrinfo(name, NULL, &hints, &res)
+        err = errno
+    if rc != 0:
+        if rc == EAI_SYSTEM:
+            _fail(err, "getaddrinfo", None, host.decode("ascii", "replace"))
+        raise _socket.gaierror(rc, gai_strerror(rc).decode("utf-8", "replace"))
+    try:
+        if res == NULL or res.ai_family != family or res.ai_addrlen > size:
+            raise _socket.gaierror(EAI_SYSTEM, "address family mismatched")
+        memcpy(dst, res.ai_addr, res.ai_addrlen)
+    finally:
+        freeaddrinfo(res)
+    return 0
+
+
+cdef int _encode_inet(object address, sockaddr_in *sin, str syscall) except -1:
+    if not isinstance(address, tuple):
+        raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
+    if len(<tuple>address) != 2:
+        raise TypeError("AF_INET address must be a pair (host, port)")
+    host, port = <tuple>address
+    cdef bytes h = _host_bytes(host)
+    cdef int p = _port(port, syscall)
+    memset(sin, 0, sizeof(sockaddr_in))
+    if len(h) == 0:
+        sin.sin_addr.s_addr = htonl(INADDR_ANY)
+    elif h == b"<broadcast>" or h == b"255.255.255.255":
+        sin.sin_addr.s_addr = htonl(INADDR_BROADCAST)
+    elif inet_pton(AF_INET, h, &sin.sin_addr) != 1:
+        _resolve(h, AF_INET, sin, sizeof(sockaddr_in))
+    sin.sin_family = AF_INET
+    sin.sin_port = htons(p)
+    return 0
+
+
+cdef int _encode_inet6(object address, sockaddr_in6 *sin6, str syscall) except -1:
+    if not isinstance(address, tuple):
+        raise TypeError(f"AF_INET6 address must be tuple, not {type(address).__name__}")
+    cdef Py_ssize_t n = len(<tuple>address)
+    if not 2 <= n <= 4:
+        raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+    cdef bytes h = _host_bytes(address[0])
+    cdef int p = _port(address[1], syscall)
+    flowinfo = index(address[2]) if n > 2 else 0
+    scope_id = index(address[3]) if n > 3 else 0
+    if not 0 <= flowinfo <= 0xfffff:
+        raise OverflowError(f"{syscall}(): flowinfo must be 0-1048575.")
+    if not 0 <= scope_id <= 0xffffffff:
+        raise OverflowError(f"{syscall}(): scope_id must be 0-4294967295.")
+    memset(sin6, 0, sizeof(sockaddr_in6))
+    if len(h) == 0:
+        sin6.sin6_addr = in6addr_any
+    elif inet_pton(AF_INET6, h, &sin6.sin6_addr) != 1:
+        _resolve(h, AF_INET6, sin6, sizeof(sockaddr_in6))
+    sin6.sin6_family = AF_INET6
+    sin6.sin6_port = htons(p)
+    sin6.sin6_flowinfo = htonl(flowinfo)
+    sin6.sin6_scope_id = scope_id
+    return 0
+
+
+cdef int _encode_unix(object address, sockaddr_un *sun, socklen_t *slen,
+                      str syscall) except -1:
+    cdef bytes b
+    if isinstance(address, str):
+        b = os.fsencode(address)
+    elif isinstance(address, (bytes, bytearray, memoryview)):
+        b = bytes(address)
+    elif isinstance(address, os.PathLike):
+        return _encode_unix(os.fspath(address), sun, slen, syscall)
+    else:
+        raise TypeError(
+            f"AF_UNIX address must be str, bytes or os.PathLike, not {type(address).__name__}")
+    cdef Py_ssize_t n = len(b)
+    cdef bint abstract = n > 0 and b[0] == 0
+    if abstract and not FS_HAVE_ABSTRACT_UNIX:
+        raise ValueError("AF_UNIX names starting with a NUL byte (abstract) are Linux only")
+    if not abstract and b"\0" in b:
+        raise ValueError("AF_UNIX path must not contain a NUL byte")
+    if <size_t>n > FS_UNIX_PATH_MAX or (not abstract and <size_t>n == FS_UNIX_PATH_MAX):
+        _fail(ENAMETOOLONG, syscall, None, address)
+    memset(sun, 0, sizeof(sockaddr_un))
+    sun.sun_family = AF_UNIX
+    memcpy(sun.sun_path, <const char *>b, n)
+    slen[0] = <socklen_t>(FS_UNIX_PATH_OFFSET + n + (0 if abstract or n == 0 else 1))
+    return 0
+
+
+cdef int _encode(int family, object address, sockaddr_storage *ss, socklen_t *slen,
+                 str syscall) except -1:
+    if family == AF_INET:
+        _encode_inet(address, <sockaddr_in *>ss, syscall)
+        slen[0] = sizeof(sockaddr_in)
+    elif family == AF_INET6:
+        _encode_inet6(address, <sockaddr_in6 *>ss, syscall)
+        slen[0] = sizeof(sockaddr_in6)
+    elif family == AF_UNIX:
+        _encode_unix(address, <sockaddr_un *>ss, slen, syscall)
+    else:
+        _fail(EAFNOSUPPORT, syscall, None, address)
+    return 0
+
+
+cdef object _decode(const sockaddr *sa, socklen_t slen, int family):
+    """The Python form of a sockaddr, exactly as the stdlib builds it."""
+    cdef char buf[_ADDRSTRLEN]
+    cdef const sockaddr_in *sin
+    cdef const sockaddr_in6 *sin6
+    cdef const sockaddr_un *sun
+    cdef size_t n
+    if slen >= sizeof(sa_family_t):
+        family = sa.sa_family
+    if family == AF_INET:
+        sin = <const sockaddr_in *>sa
+        inet_ntop(AF_INET, &sin.sin_addr, buf, sizeof(buf))
+        return (PyUnicode_DecodeASCII(buf, strlen(buf), NULL), ntohs(sin.sin_port))
+    if family == AF_INET6:
+        sin6 = <const sockaddr_in6 *>sa
+        if sin6.sin6_scope_id == 0 or getnameinfo(
+                sa, sizeof(sockaddr_in6), buf, sizeof(buf), NULL, 0, NI_NUMERICHOST) != 0:
+            inet_ntop(AF_INET6, &sin6.sin6_addr, buf, sizeof(buf))
+        return (PyUnicode_DecodeASCII(buf, strlen(buf), NULL), ntohs(sin6.sin6_port),
+                ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
+    if family == AF_UNIX:
+        sun = <const sockaddr_un *>sa
+        n = slen - FS_UNIX_PATH_OFFSET if slen > FS_UNIX_PATH_OFFSET else 0
+        if n > FS_UNIX_PATH_MAX:
+            n = FS_UNIX_PATH_MAX
+        if FS_HAVE_ABSTRACT_UNIX and n > 0 and sun.sun_path[0] == 0:
+            return sun.sun_path[:n]
+        return PyUnicode_DecodeFSDefaultAndSize(sun.sun_path, strnlen(sun.sun_path, n))
+    n = slen - sizeof(sa_family_t) if slen > sizeof(sa_family_t) else 0
+    return (family, (<const char *>sa)[sizeof(sa_family_t):sizeof(sa_family_t) + n])
+
+
+def encode_address(int family, address):
+    """The raw sockaddr bytes fastsock would pass to bind(2)/connect(2)."""
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = 0
+    _encode(family, address, &ss, &slen, "encode_address")
+    return (<const char *>&ss)[:slen]
+
+
+def decode_address(int family, raw):
+    """The Python address for raw sockaddr bytes, as accept()/getsockname() give it."""
+    cdef sockaddr_storage ss
+    cdef bytes b = bytes(raw)
+    if <size_t>len(b) > sizeof(ss):
+        raise ValueError(f"sockaddr too long: {len(b)} bytes")
+    memset(&ss, 0, sizeof(ss))
+    memcpy(&ss, <const char *>b, len(b))
+    return _decode(<sockaddr *>&ss, <socklen_t>len(b), family)
+
+
+# ---- socket, bind, connect ---------------------------------------------------
+
+def socket(int family, int type, int proto=0):
+    """Create a socket, close-on-exec from birth.  Corresponds to socket(2)
+    with SOCK_CLOEXEC (socket + FD_CLOEXEC where the flag does not exist).
+
+    Returns the descriptor.  Availability: POSIX.
+    """
+    cdef int fd, err
+    with nogil:
+        fd = fs_socket_cloexec(family, type, proto)
+        err = errno
+    if fd < 0:
+        _fail(err, "socket")
+    return fd
+
+
+def bind(int fd, int family, address):
+    """Bind ``fd`` to ``address``.  Corresponds to bind(2).  Availability: POSIX."""
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = 0
+    cdef int rc, err
+    _encode(family, address, &ss, &slen, "bind")
+    with nogil:
+        rc = c_bind(fd, <sockaddr *>&ss, slen)
+        err = errno
+    if rc < 0:
+        _fail(err, "bind", fd, address)
+
+
+cdef int _connect(int fd, int family, object address, object timeout, bint raise_) except -1:
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = 0
+    cdef int rc, err = 0
+    cdef socklen_t elen = sizeof(int)
+    cdef double t = _timeout_value(timeout)
+    cdef bint wait
+    _encode(family, address, &ss, &slen, "connect")
+    with nogil:
+        rc = c_connect(fd, <sockaddr *>&ss, slen)
+        err = errno
+    if rc == 0:
+        return 0
+    if err == EINTR:
+        PyErr_CheckSignals()
+        wait = t != 0      # the connection goes on in the background
+    else:
+        wait = t > 0 and err == EINPROGRESS
+    if wait:
+        try:
+            _wait(fd, POLLOUT, -1.0 if t < 0 else _monotonic() + t, "connect")
+        except SocketTimeout:
+            if raise_:
+                raise
+            return EWOULDBLOCK
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0:
+            err = errno
+        if err == EISCONN:
+            err = 0
+    if err and raise_:
+        _fail(err, "connect", fd, address)
+    return err
+
+
+def connect(int fd, int family, address, timeout=None):
+    """Connect ``fd`` to ``address``.  Corresponds to connect(2); with a timeout,
+    a non-blocking connect then poll(2) for writability and SO_ERROR, as the
+    stdlib does.  Availability: POSIX.
+    """
+    _connect(fd, family, address, timeout, True)
+
+
+def connect_ex(int fd, int family, address, timeout=None):
+    """Like ``connect`` but returns the errno (0 on success) instead of raising
+    for errors of connect(2) itself.  Address errors still raise.
+    """
+    return _connect(fd, family, address, timeout, False)
+
+
+# ---- listen ------------------------------------------------------------------
+
+cdef long long _backlog_arg(object backlog) except? -1:
+    if isinstance(backlog, bool) or not hasattr(type(backlog), "__index__"):
+        raise TypeError(
+            f"backlog must be an integer or None, not {type(backlog).__name__}")
+    cdef object b = index(backlog)
+    if not -_INT_MAX - 1 <= b <= _INT_MAX:
+        raise OverflowError(f"backlog {b} does not fit in a C int")
+    return b
+
+
+def plan_backlog(str rules, backlog, maximum):
+    """Apply fastsock's backlog rules for the named rule set (one of ``RULES``)
+    without touching a socket: returns ``(passed, effective, capacity, flags)``.
+    ``flags`` is a bit set of BACKLOG_TRUNCATED, BACKLOG_NEGATIVE and
+    BACKLOG_DEFAULTED.  For tests and documentation of every platform's rules.
+    """
+    cdef fs_backlog_plan_t plan
+    if rules not in RULES:
+        raise ValueError(f"unknown rule set {rules!r}; expected one of {RULES}")
+    cdef bint defaulted = backlog is None
+    cdef long long req = 0 if defaulted else _backlog_arg(backlog)
+    fs_backlog_plan(fs_backlog_rules_get(RULES.index(rules)), defaulted, req, maximum, &plan)
+    return plan.passed, plan.effective, plan.capacity, plan.flags
+
+
+def somaxconn():
+    """The live system maximum backlog and where it was read:
+    /proc/sys/net/core/somaxconn of this network namespace (Linux),
+    kern.ipc.soacceptqueue (FreeBSD), kern.ipc.somaxconn (macOS, other BSDs),
+    else the compile-time SOMAXCONN.  Returns ``(value, source)``.
+    """
+    cdef const char *source = NULL
+    cdef long long v = fs_somaxconn(&source)
+    return v, source.decode()
+
+
+cdef bint _is_unbound(int fd):
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = sizeof(ss)
+    if getsockname(fd, <sockaddr *>&ss, &slen) < 0:
+        return False
+    if ss.ss_family == AF_INET:
+        return (<sockaddr_in *>&ss).sin_port == 0
+    if ss.ss_family == AF_INET6:
+        return (<sockaddr_in6 *>&ss).sin6_port == 0
+    return False
+
+
+cdef int _warn_backlog(const fs_backlog_rules *r, long long req, long long effective,
+                       int flags, int stacklevel) except -1:
+    if flags & FS_BACKLOG_NEGATIVE:
+        warnings.warn(BacklogWarning(
+            f"listen({req}): a negative backlog is treated as 0, the smallest queue "
+            f"(POSIX), not as the system maximum; pass None for the maximum"),
+            stacklevel=stacklevel)
+    if flags & FS_BACKLOG_TRUNCATED:
+        if effective >= r.storage_max:
+            why = (f"the kernel stores the backlog in {r.storage_max.bit_length()} bits "
+                   f"(at most {r.storage_max})")
+            how = "the kernel cannot hold more"
+        else:
+            knob = r.knob.decode()
+            why = f"the system limit {knob} is {effective}"
+            how = f"raise it with: sysctl -w {knob}={req}"
+        warnings.warn(BacklogTruncatedWarning(
+            f"listen({req}): backlog truncated to {effective}: {why}; {how}"),
+            stacklevel=stacklevel)
+    return 0
+
+
+def listen(int fd, backlog=None, *, int stacklevel=1):
+    """Make ``fd`` a listener with fastsock's backlog contract and return the
+    backlog in force.  Corresponds to listen(2).
+
+    ``None``: the live system maximum; ``0``: the smallest queue; negative: as 0
+    with a ``BacklogWarning``; above the maximum: the maximum, with a
+    ``BacklogTruncatedWarning``.  The result is read back from the kernel where
+    it tells (Linux TCP: TCP_INFO; FreeBSD: SO_LISTENQLIMIT) and computed from
+    the rules elsewhere.  ``bool`` and non-integers raise ``TypeError``; values
+    beyond a C int raise ``OverflowError``.  Availability: POSIX.
+    """
+    cdef bint defaulted = backlog is None
+    cdef long long req = 0 if defaulted else _backlog_arg(backlog)
+    cdef const fs_backlog_rules *r = fs_backlog_rules_get(fs_running_rules())
+    cdef const char *source = NULL
+    cdef fs_backlog_plan_t plan
+    cdef long long pending = 0, limit = 0
+    cdef int rc, err, got
+    # Where the kernel reports what it applied, let it clamp and read back;
+    # elsewhere apply the live maximum ourselves.
+    cdef long long maximum = r.storage_max if (FS_HAVE_TCP_INFO or FS_HAVE_SO_LISTENQLIMIT) \
+        else fs_somaxconn(&source)
+    fs_backlog_plan(r, defaulted, req, maximum, &plan)
+    with nogil:
+        rc = c_listen(fd, <int>plan.passed)
+        err = errno
+    if rc < 0:
+        _fail(err, "listen", fd, None, backlog, err == EADDRINUSE and _is_unbound(fd))
+    with nogil:
+        got = fs_listen_queue(fd, &pending, &limit)
+    if got == 0:
+        plan.effective = limit
+        if not defaulted and 0 < req and limit < req:
+            plan.flags |= FS_BACKLOG_TRUNCATED
+    elif maximum == r.storage_max:
+        # no read-back for this socket (e.g. AF_UNIX on Linux): compute it
+        fs_backlog_plan(r, defaulted, req, fs_somaxconn(&source), &plan)
+    _warn_backlog(r, req, plan.effective, plan.flags, stacklevel)
+    return plan.effective
+
+
+def accept_queue(int fd):
+    """``(pending, limit)`` of a listening socket's accept queue as the kernel
+    reports it, or ``None`` where it does not tell (not listening, not TCP, or
+    a platform without the query).  Linux: TCP_INFO; FreeBSD: SO_LISTENQLEN and
+    SO_LISTENQLIMIT.  Availability: Linux, FreeBSD.
+    """
+    cdef long long pending = 0, limit = 0
+    if fs_listen_queue(fd, &pending, &limit) < 0:
+        return None
+    return pending, limit
+
+
+def effective_backlog(int fd):
+    """The backlog in force on a listening socket as the kernel reports it, or
+    ``None`` where it does not tell.  Availability: Linux (TCP), FreeBSD.
+    """
+    q = accept_queue(fd)
+    return None if q is None else q[1]
+
+
+# ---- accept ------------------------------------------------------------------
+
+cdef int _accept_one(int fd, double t, sockaddr_storage *ss, socklen_t *slen) except -1:
+    """One accept4(2) with the socket's timeout; returns the new descriptor."""
+    cdef int nfd, err
+    cdef double deadline = -1.0
+    while True:
+        slen[0] = sizeof(sockaddr_storage)
+        with nogil:
+            nfd = fs_accept_cloexec(fd, <sockaddr *>ss, slen)
+            err = errno
+        if nfd >= 0:
+            return nfd
+        if err == EINTR:
+            PyErr_CheckSignals()
+        elif t > 0 and (err == EAGAIN or err == EWOULDBLOCK):
+            if deadline < 0:
+                deadline = _monotonic() + t
+            _wait(fd, POLLIN, deadline, "accept")
+        else:
+            _fail(err, "accept", fd)
+
+
+def accept(int fd, int family, timeout=None):
+    """Accept one connection: ``(descriptor, address)``.  Corresponds to
+    accept4(2) with SOCK_CLOEXEC (accept(2) + FD_CLOEXEC without accept4).
+
+    The new descriptor is blocking and close-on-exec.  If anything fails after
+    the kernel handed it over, it is closed before the error propagates.
+    Availability: POSIX.
+    """
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = 0
+    cdef int nfd = _accept_one(fd, _timeout_value(timeout), &ss, &slen)
+    try:
+        return nfd, _decode(<sockaddr *>&ss, slen, family)
+    except BaseException:
+        close(nfd)
+        raise
+
+
+def accept_many(int fd, int family, int max, timeout=None):
+    """Accept up to ``max`` queued connections: a list of ``(descriptor,
+    address)``.  Waits for the first as ``accept`` does (and raises as it
+    does); the rest are taken while the queue has them, with the GIL released
+    once per batch.  An error after the first connection ends the batch without
+    raising; a lasting one (e.g. EMFILE) is raised by the next call.
+    Corresponds to accept4(2).  Availability: POSIX.
+    """
+    if max < 1:
+        raise ValueError("max must be at least 1")
+    cdef sockaddr_storage ss[_BATCH]
+    cdef socklen_t lens[_BATCH]
+    cdef int fds[_BATCH]
+    cdef int n, got, i, nfd, rc
+    cdef int left = max
+    cdef pollfd p
+    cdef bint nonblocking = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0
+    result = []
+    fds[0] = _accept_one(fd, _timeout_value(timeout), &ss[0], &lens[0])
+    got = n = 1
+    try:
+        while True:
+            for i in range(got):
+                result.append((fds[i], _decode(<sockaddr *>&ss[i], lens[i], family)))
+                fds[i] = -1
+            left -= got
+            if left <= 0 or got < n:
+                break       # done, or the queue ran dry
+            n = left if left < _BATCH else _BATCH
+            got = 0
+            with nogil:
+                while got < n:
+                    if not nonblocking:
+                        p.fd = fd
+                        p.events = POLLIN
+                        p.revents = 0
+                        if poll(&p, 1, 0) <= 0:
+                            break
+                    lens[got] = sizeof(sockaddr_storage)
+                    nfd = fs_accept_cloexec(fd, <sockaddr *>&ss[got], &lens[got])
+                    if nfd < 0:
+                        break
+                    fds[got] = nfd
+                    got += 1
+    except BaseException:
+        for i in range(got):
+            if fds[i] >= 0:
+                close(fds[i])
+        for item in result:
+            close(item[0])
+        raise
+    return result
