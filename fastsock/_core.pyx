@@ -70,9 +70,7 @@ cdef int _fail(int err, str syscall, object fd=None, object address=None,
 
 
 cdef int _timed_out(str syscall) except -1:
-    exc = SocketTimeout("timed out")
-    exc.syscall = syscall
-    raise exc
+    raise SocketTimeout("timed out", syscall=syscall)
 
 
 cdef inline double _monotonic() noexcept nogil:
