@@ -1,0 +1,425 @@
+"""The exceptions fastsock raises: one class per errno, sorted for accept loops.
+
+A failed socket(2), bind(2), listen(2), accept(2) or connect(2) raises the
+:class:`SocketError` subclass for its errno (``make_error`` is the one constructor
+the compiled core uses).  Each is an ``OSError`` with ``errno``/``strerror`` set and
+also the PEP 3151 builtin CPython maps that errno to, so ``except OSError``,
+``except ConnectionRefusedError`` and ``e.errno == errno.EADDRINUSE`` work as with
+the stdlib.  Instances also carry ``syscall``, ``address``, ``fd`` and ``backlog``::
+
+    [Errno 98] Address already in use: bind(('127.0.0.1', 8080))
+
+Accept sorting.  What accept(2) returns falls into three kinds.  Retry-now errors
+(ECONNABORTED, EPERM from a firewall, and the network errors accept(2) says to
+treat like EAGAIN) belong to a connection that is already gone: accept again at
+once.  Capacity errors (EMFILE, ENFILE, ENOBUFS, ENOMEM) leave the connection
+queued: back off, free a descriptor, then accept again.  Anything else means the
+listener itself is broken.  Errors raised by ``accept`` are also instances of
+:class:`AcceptRetryError` or :class:`AcceptCapacityError`, so a loop needs one
+clause per kind (the same errnos from bind or connect are not)::
+
+    backoff = 0.005
+    while True:
+        try:
+            conn, addr = listener.accept()
+        except fastsock.AcceptRetryError:
+            continue                          # that connection is gone
+        except fastsock.AcceptCapacityError:
+            time.sleep(backoff)               # still queued: wait, then retry
+            backoff = min(backoff * 2, 1.0)
+            continue
+        backoff = 0.005
+        handle(conn, addr)
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+
+__all__ = [
+    "SocketError", "SocketTimeout", "PermissionDeniedError", "OperationNotPermittedError",
+    "AddressInUseError", "EphemeralPortsExhaustedError", "AddressNotAvailableError",
+    "AddressFamilyNotSupportedError", "ProtocolNotSupportedError", "WrongProtocolTypeError",
+    "SocketTypeNotSupportedError", "OperationNotSupportedError", "ProtocolNotAvailableError",
+    "ProtocolError", "BadDescriptorError", "NotSocketError", "DestinationAddressRequiredError",
+    "InvalidArgumentError", "AlreadyConnectedError", "BadAddressError",
+    "TooManyOpenFilesError", "SystemFileTableFullError", "NoBufferSpaceError",
+    "OutOfMemoryError", "NoStreamResourcesError", "WouldBlockError", "AlreadyInProgressError",
+    "OperationInProgressError", "InterruptedCallError", "RefusedError", "AbortedError",
+    "ResetError", "ConnectionTimedOutError", "PipeBrokenError", "EndpointShutdownError",
+    "NetworkUnreachableError", "NetworkDownError", "HostUnreachableError", "HostDownError",
+    "NoNetworkError", "PathNotFoundError", "PathExistsError", "NotDirectoryError",
+    "IsDirectoryError", "NameTooLongError", "SymlinkLoopError", "ReadOnlyFilesystemError",
+    "InputOutputError", "AcceptRetryError", "AcceptCapacityError", "AcceptAbortedError",
+    "AcceptOperationNotPermittedError", "AcceptNetworkDownError", "AcceptProtocolError",
+    "AcceptProtocolNotAvailableError", "AcceptHostDownError", "AcceptNoNetworkError",
+    "AcceptHostUnreachableError", "AcceptOperationNotSupportedError",
+    "AcceptNetworkUnreachableError", "AcceptTooManyOpenFilesError",
+    "AcceptSystemFileTableFullError", "AcceptNoBufferSpaceError", "AcceptOutOfMemoryError",
+    "InvalidPortError", "UnsupportedOptionError", "BacklogWarning", "BacklogTruncatedWarning",
+    "make_error", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
+    "ACCEPT_CAPACITY_ERRNOS",
+]
+
+
+class SocketError(OSError):
+    """Base of every errno error fastsock raises; also the class of unknown errnos.
+
+    Constructed positionally like ``OSError`` (``SocketError(errno, strerror)``).
+    The context attributes, ``None`` when unknown, are set by ``make_error``:
+    ``syscall`` ("socket", "bind", "listen", "accept", "connect", ...),
+    ``address``, ``fd`` and ``backlog``.  No ``__init__``: that keeps the
+    construction on accept's error path at C speed.
+    """
+
+    syscall: str | None = None
+    address: object = None
+    fd: int | None = None
+    backlog: int | None = None
+
+    def __str__(self) -> str:
+        if self.errno is None or self.syscall is None:
+            return super().__str__()
+        if self.address is not None:
+            where = repr(self.address)
+        elif self.fd is not None:
+            where = f"fd={self.fd}"
+        else:
+            where = ""
+        return f"[Errno {self.errno}] {self.strerror}: {self.syscall}({where})"
+
+
+class SocketTimeout(SocketError, TimeoutError):
+    """The socket's own timeout expired (accept, connect, I/O).  Like ``socket.timeout``:
+    no errno, ``str(e) == "timed out"``; ``syscall`` says which call timed out."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or ("timed out",)))
+
+
+# ---- one class per errno (the errno and the syscalls that return it) --------
+
+class PermissionDeniedError(SocketError, PermissionError):
+    """EACCES: socket (type denied), bind (privileged port, AF_UNIX path permission),
+    connect (AF_UNIX write permission, broadcast, SELinux), listen (POSIX)."""
+
+class OperationNotPermittedError(SocketError, PermissionError):
+    """EPERM: connect (firewall rule, broadcast), socket (FreeBSD), accept (firewall)."""
+
+class AddressInUseError(SocketError):
+    """EADDRINUSE: bind (address taken), listen (another socket listens on the port),
+    connect (local address in use)."""
+
+class EphemeralPortsExhaustedError(AddressInUseError):
+    """EADDRINUSE from listen on a socket that was not bound: the kernel found no free
+    ephemeral port to bind it to (Linux)."""
+
+class AddressNotAvailableError(SocketError):
+    """EADDRNOTAVAIL: bind (address not local), connect (no free ephemeral port on
+    Linux; address not available on the BSDs)."""
+
+class AddressFamilyNotSupportedError(SocketError):
+    """EAFNOSUPPORT: socket (family not supported), bind/connect (address of another
+    family)."""
+
+class ProtocolNotSupportedError(SocketError):
+    """EPROTONOSUPPORT: socket (protocol not supported in the family); accept (Linux)."""
+
+class WrongProtocolTypeError(SocketError):
+    """EPROTOTYPE: socket (protocol does not fit the type), connect (AF_UNIX peer of
+    another type)."""
+
+class SocketTypeNotSupportedError(SocketError):
+    """ESOCKTNOSUPPORT: socket (type not supported in the family); accept (Linux)."""
+
+class OperationNotSupportedError(SocketError):
+    """EOPNOTSUPP (and ENOTSUP where it differs): listen/accept (type does not listen,
+    e.g. UDP), connect (socket is listening), bind (POSIX); accept network error."""
+
+class ProtocolNotAvailableError(SocketError):
+    """ENOPROTOOPT: accept (network error of the new connection, Linux)."""
+
+class ProtocolError(SocketError):
+    """EPROTO: accept (protocol error on the new connection)."""
+
+class BadDescriptorError(SocketError):
+    """EBADF: bind, listen, accept, connect (not an open descriptor)."""
+
+class NotSocketError(SocketError):
+    """ENOTSOCK: bind, listen, accept, connect (descriptor is not a socket)."""
+
+class DestinationAddressRequiredError(SocketError):
+    """EDESTADDRREQ: listen (unbound, and the protocol needs a bound socket), bind (POSIX)."""
+
+class InvalidArgumentError(SocketError):
+    """EINVAL: socket (unknown protocol, bad flags), bind (already bound, bad address
+    length), listen (connected or shut down), accept (not listening, bad flags),
+    connect (bad address)."""
+
+class AlreadyConnectedError(SocketError):
+    """EISCONN: connect (already connected), bind (POSIX)."""
+
+class BadAddressError(SocketError):
+    """EFAULT: bind, accept, connect (address buffer outside the process's memory)."""
+
+class TooManyOpenFilesError(SocketError):
+    """EMFILE: socket, accept (per-process descriptor limit, RLIMIT_NOFILE)."""
+
+class SystemFileTableFullError(SocketError):
+    """ENFILE: socket, accept (system-wide open file limit)."""
+
+class NoBufferSpaceError(SocketError):
+    """ENOBUFS: socket, accept, listen, connect, bind (no buffer space / socket memory)."""
+
+class OutOfMemoryError(SocketError):
+    """ENOMEM: socket, bind, accept (insufficient kernel memory)."""
+
+class NoStreamResourcesError(SocketError):
+    """ENOSR: accept (Linux, out of STREAMS resources; where the errno exists)."""
+
+class WouldBlockError(SocketError, BlockingIOError):
+    """EAGAIN/EWOULDBLOCK: accept (non-blocking, nothing queued), connect (non-blocking
+    AF_UNIX, or no routing cache entry), bind (FreeBSD, resources short)."""
+
+class AlreadyInProgressError(SocketError, BlockingIOError):
+    """EALREADY: connect (a non-blocking connect is still in progress)."""
+
+class OperationInProgressError(SocketError, BlockingIOError):
+    """EINPROGRESS: connect (non-blocking connect started; poll for writability)."""
+
+class InterruptedCallError(SocketError, InterruptedError):
+    """EINTR: accept, connect, bind (signal; fastsock retries unless a handler raises)."""
+
+class RefusedError(SocketError, ConnectionRefusedError):
+    """ECONNREFUSED: connect (nothing listens at the address)."""
+
+class AbortedError(SocketError, ConnectionAbortedError):
+    """ECONNABORTED: accept (the connection was aborted while queued)."""
+
+class ResetError(SocketError, ConnectionResetError):
+    """ECONNRESET: connect (the peer reset the connection request; POSIX, BSD)."""
+
+class ConnectionTimedOutError(SocketError, TimeoutError):
+    """ETIMEDOUT: connect (the kernel's own connect timeout); accept (Linux)."""
+
+class PipeBrokenError(SocketError, BrokenPipeError):
+    """EPIPE: not from the five calls but from send on a socket that is shut down for
+    writing or closed by the peer; here so the I/O wrappers raise it typed too."""
+
+class EndpointShutdownError(SocketError, BrokenPipeError):
+    """ESHUTDOWN: send after the endpoint was shut down (CPython maps it like EPIPE)."""
+
+class NetworkUnreachableError(SocketError):
+    """ENETUNREACH: connect (no route to the network); accept network error."""
+
+class NetworkDownError(SocketError):
+    """ENETDOWN: connect (interface down); accept network error."""
+
+class HostUnreachableError(SocketError):
+    """EHOSTUNREACH: connect (no route to the host); accept network error."""
+
+class HostDownError(SocketError):
+    """EHOSTDOWN: connect (host is down); accept network error."""
+
+class NoNetworkError(SocketError):
+    """ENONET: accept network error (Linux only: machine is not on the network)."""
+
+class PathNotFoundError(SocketError, FileNotFoundError):
+    """ENOENT: bind (AF_UNIX directory missing), connect (AF_UNIX path missing)."""
+
+class PathExistsError(SocketError, FileExistsError):
+    """EEXIST: bind (macOS/BSD: a file already exists at the AF_UNIX path)."""
+
+class NotDirectoryError(SocketError, NotADirectoryError):
+    """ENOTDIR: bind, connect (a component of the AF_UNIX path prefix is a file)."""
+
+class IsDirectoryError(SocketError, IsADirectoryError):
+    """EISDIR: bind (BSD, POSIX: empty AF_UNIX path or a directory)."""
+
+class NameTooLongError(SocketError):
+    """ENAMETOOLONG: bind, connect (AF_UNIX path longer than sockaddr_un holds)."""
+
+class SymlinkLoopError(SocketError):
+    """ELOOP: bind, connect (too many symbolic links in the AF_UNIX path)."""
+
+class ReadOnlyFilesystemError(SocketError):
+    """EROFS: bind (the AF_UNIX socket inode would be on a read-only filesystem)."""
+
+class InputOutputError(SocketError):
+    """EIO: bind, connect (I/O error making or reading the AF_UNIX directory entry)."""
+
+
+# ---- accept sorting ---------------------------------------------------------
+
+class AcceptRetryError(SocketError):
+    """Marker: accept failed for a connection that is already gone; accept again now.
+    Errnos: ACCEPT_RETRY_ERRNOS.  Only errors from accept are instances."""
+
+class AcceptCapacityError(SocketError):
+    """Marker: accept failed for lack of descriptors or memory; the connection stays
+    queued.  Back off, free resources, retry.  Errnos: ACCEPT_CAPACITY_ERRNOS."""
+
+class AcceptAbortedError(AbortedError, AcceptRetryError):
+    """ECONNABORTED from accept: aborted while queued."""
+
+class AcceptOperationNotPermittedError(OperationNotPermittedError, AcceptRetryError):
+    """EPERM from accept: firewall rules forbid the connection."""
+
+class AcceptNetworkDownError(NetworkDownError, AcceptRetryError):
+    """ENETDOWN from accept (accept(2): treat like EAGAIN)."""
+
+class AcceptProtocolError(ProtocolError, AcceptRetryError):
+    """EPROTO from accept (accept(2): treat like EAGAIN)."""
+
+class AcceptProtocolNotAvailableError(ProtocolNotAvailableError, AcceptRetryError):
+    """ENOPROTOOPT from accept (accept(2): treat like EAGAIN)."""
+
+class AcceptHostDownError(HostDownError, AcceptRetryError):
+    """EHOSTDOWN from accept (accept(2): treat like EAGAIN)."""
+
+class AcceptNoNetworkError(NoNetworkError, AcceptRetryError):
+    """ENONET from accept (Linux; accept(2): treat like EAGAIN)."""
+
+class AcceptHostUnreachableError(HostUnreachableError, AcceptRetryError):
+    """EHOSTUNREACH from accept (accept(2): treat like EAGAIN)."""
+
+class AcceptOperationNotSupportedError(OperationNotSupportedError, AcceptRetryError):
+    """EOPNOTSUPP from accept (accept(2): treat like EAGAIN)."""
+
+class AcceptNetworkUnreachableError(NetworkUnreachableError, AcceptRetryError):
+    """ENETUNREACH from accept (accept(2): treat like EAGAIN)."""
+
+class AcceptTooManyOpenFilesError(TooManyOpenFilesError, AcceptCapacityError):
+    """EMFILE from accept: the process is out of descriptors."""
+
+class AcceptSystemFileTableFullError(SystemFileTableFullError, AcceptCapacityError):
+    """ENFILE from accept: the system is out of open files."""
+
+class AcceptNoBufferSpaceError(NoBufferSpaceError, AcceptCapacityError):
+    """ENOBUFS from accept: out of socket buffer memory."""
+
+class AcceptOutOfMemoryError(OutOfMemoryError, AcceptCapacityError):
+    """ENOMEM from accept: out of kernel memory."""
+
+
+# ---- not errno errors ---------------------------------------------------------
+
+class InvalidPortError(ValueError, OverflowError):
+    """A port outside 0..65535.  The stdlib raises OverflowError, so both
+    ``except OverflowError`` and ``except ValueError`` catch it."""
+
+class UnsupportedOptionError(ValueError):
+    """A listener option this platform cannot honour.  ``capability`` is the name
+    ``fastsock.has()`` knows it by (e.g. ``"reuse_port"``)."""
+
+    capability: str
+
+    def __init__(self, capability: str, message: str | None = None) -> None:
+        super().__init__(message or f"{capability!r} is not supported on this platform")
+        self.capability = capability
+
+    def __reduce__(self) -> tuple[type[UnsupportedOptionError], tuple[str, str], object]:
+        return type(self), (self.capability, str(self.args[0])), self.__dict__
+
+class BacklogWarning(RuntimeWarning):
+    """listen() was given a negative backlog and used 0 (pass None for the maximum)."""
+
+class BacklogTruncatedWarning(BacklogWarning):
+    """listen()'s backlog exceeded the system limit; names the limit, its value, the knob."""
+
+
+# ---- the tables ---------------------------------------------------------------
+
+_BY_NAME: tuple[tuple[str, type[SocketError]], ...] = (
+    ("EACCES", PermissionDeniedError), ("EPERM", OperationNotPermittedError),
+    ("EADDRINUSE", AddressInUseError), ("EADDRNOTAVAIL", AddressNotAvailableError),
+    ("EAFNOSUPPORT", AddressFamilyNotSupportedError),
+    ("EPROTONOSUPPORT", ProtocolNotSupportedError), ("EPROTOTYPE", WrongProtocolTypeError),
+    ("ESOCKTNOSUPPORT", SocketTypeNotSupportedError),
+    ("EOPNOTSUPP", OperationNotSupportedError), ("ENOTSUP", OperationNotSupportedError),
+    ("ENOPROTOOPT", ProtocolNotAvailableError), ("EPROTO", ProtocolError),
+    ("EBADF", BadDescriptorError), ("ENOTSOCK", NotSocketError),
+    ("EDESTADDRREQ", DestinationAddressRequiredError), ("EINVAL", InvalidArgumentError),
+    ("EISCONN", AlreadyConnectedError), ("EFAULT", BadAddressError),
+    ("EMFILE", TooManyOpenFilesError), ("ENFILE", SystemFileTableFullError),
+    ("ENOBUFS", NoBufferSpaceError), ("ENOMEM", OutOfMemoryError),
+    ("ENOSR", NoStreamResourcesError),
+    ("EAGAIN", WouldBlockError), ("EWOULDBLOCK", WouldBlockError),
+    ("EALREADY", AlreadyInProgressError), ("EINPROGRESS", OperationInProgressError),
+    ("EINTR", InterruptedCallError), ("ECONNREFUSED", RefusedError),
+    ("ECONNABORTED", AbortedError), ("ECONNRESET", ResetError),
+    ("ETIMEDOUT", ConnectionTimedOutError), ("EPIPE", PipeBrokenError),
+    ("ESHUTDOWN", EndpointShutdownError),
+    ("ENETUNREACH", NetworkUnreachableError), ("ENETDOWN", NetworkDownError),
+    ("EHOSTUNREACH", HostUnreachableError), ("EHOSTDOWN", HostDownError),
+    ("ENONET", NoNetworkError), ("ENOENT", PathNotFoundError), ("EEXIST", PathExistsError),
+    ("ENOTDIR", NotDirectoryError), ("EISDIR", IsDirectoryError),
+    ("ENAMETOOLONG", NameTooLongError), ("ELOOP", SymlinkLoopError),
+    ("EROFS", ReadOnlyFilesystemError), ("EIO", InputOutputError),
+)
+
+_ACCEPT_RETRY: tuple[tuple[str, type[SocketError]], ...] = (
+    ("ENETDOWN", AcceptNetworkDownError), ("EPROTO", AcceptProtocolError),
+    ("ENOPROTOOPT", AcceptProtocolNotAvailableError), ("EHOSTDOWN", AcceptHostDownError),
+    ("ENONET", AcceptNoNetworkError), ("EHOSTUNREACH", AcceptHostUnreachableError),
+    ("EOPNOTSUPP", AcceptOperationNotSupportedError),
+    ("ENETUNREACH", AcceptNetworkUnreachableError),
+    ("ECONNABORTED", AcceptAbortedError), ("EPERM", AcceptOperationNotPermittedError),
+)
+
+_ACCEPT_CAPACITY: tuple[tuple[str, type[SocketError]], ...] = (
+    ("EMFILE", AcceptTooManyOpenFilesError), ("ENFILE", AcceptSystemFileTableFullError),
+    ("ENOBUFS", AcceptNoBufferSpaceError), ("ENOMEM", AcceptOutOfMemoryError),
+)
+
+
+def _resolve(pairs: tuple[tuple[str, type[SocketError]], ...]) -> dict[int, type[SocketError]]:
+    """errno name -> class pairs as errno value -> class, skipping names this
+    platform lacks (ENONET is Linux only, ENOSR is missing on the BSDs)."""
+    table: dict[int, type[SocketError]] = {}
+    for name, cls in pairs:
+        value: int | None = getattr(_errno, name, None)
+        if value is not None:
+            table.setdefault(value, cls)
+    return table
+
+
+_BY_ERRNO = _resolve(_BY_NAME)
+_ACCEPT_RETRY_BY_ERRNO = _resolve(_ACCEPT_RETRY)
+_ACCEPT_CAPACITY_BY_ERRNO = _resolve(_ACCEPT_CAPACITY)
+_BY_SYSCALL_ERRNO: dict[tuple[str | None, int], type[SocketError]] = {
+    ("accept", n): cls
+    for n, cls in (_ACCEPT_RETRY_BY_ERRNO | _ACCEPT_CAPACITY_BY_ERRNO).items()
+}
+
+#: Read-only views: errno -> class, and (syscall, errno) -> class (checked first).
+ERRNO_CLASSES: Mapping[int, type[SocketError]] = MappingProxyType(_BY_ERRNO)
+SYSCALL_ERRNO_CLASSES: Mapping[tuple[str | None, int], type[SocketError]] = (
+    MappingProxyType(_BY_SYSCALL_ERRNO))
+#: The errnos (present on this platform) that accept sorts into each marker.
+ACCEPT_RETRY_ERRNOS: tuple[int, ...] = tuple(_ACCEPT_RETRY_BY_ERRNO)
+ACCEPT_CAPACITY_ERRNOS: tuple[int, ...] = tuple(_ACCEPT_CAPACITY_BY_ERRNO)
+
+_EADDRINUSE = _errno.EADDRINUSE
+_STRERROR = {n: os.strerror(n) for n in _errno.errorcode}  # os.strerror costs ~0.4 us
+
+
+def make_error(errnum: int, syscall: str | None, *, fd: int | None = None,
+               address: object = None, backlog: int | None = None,
+               unbound: bool = False) -> SocketError:
+    """The exception for ``errnum`` returned by ``syscall``, to be raised by the caller.
+
+    The class comes from ``SYSCALL_ERRNO_CLASSES`` (accept sorting), then
+    ``ERRNO_CLASSES``, else plain ``SocketError``.  ``unbound=True`` says the socket
+    had no address before the call: EADDRINUSE from listen then means no free
+    ephemeral port, an ``EphemeralPortsExhaustedError``.
+    """
+    cls = _BY_SYSCALL_ERRNO.get((syscall, errnum)) or _BY_ERRNO.get(errnum, SocketError)
+    if unbound and errnum == _EADDRINUSE and syscall == "listen":
+        cls = EphemeralPortsExhaustedError
+    e = cls(errnum, _STRERROR.get(errnum) or os.strerror(errnum))
+    e.syscall, e.address, e.fd, e.backlog = syscall, address, fd, backlog
+    return e
