@@ -1,0 +1,586 @@
+"""What the running system allows for listening sockets, read live at call time.
+
+``capabilities()`` returns a frozen :class:`Capabilities` record; ``has(name)``
+answers one boolean capability.  Nothing is read or probed at import: every
+value comes from the running kernel when you call, so a sysctl changed a second
+ago, or the network namespace the process is in, shows.  Probes that need a
+socket try the real operation on a throwaway socket (on loopback where an
+address is needed) and close it; a constant that exists but is refused by the
+kernel reads as unsupported.
+
+Facts about the compiled core (``PLATFORM``, ``HAVE_*``, live ``somaxconn()``)
+come from ``fastsock._core``; if it cannot be imported the stdlib ``socket``
+module stands in and ``core_available`` is False.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import types
+from functools import cached_property
+
+__all__ = ["Capabilities", "capabilities", "has"]
+
+_INT_MAX = 2**31 - 1
+
+# ---- platform facts (said once here; _options.py and the CLI read them) ------
+
+# Backlog rule sets, mirroring csrc/fs_backlog.c (a contract test holds the two
+# together): storage limit, queue capacity = backlog * num // den + add (>= 1),
+# the sysctl that raises the limit, what a raw 0 and a raw negative backlog
+# mean to the kernel (fastsock itself never passes either; see listen()).
+_RULES = {
+    "linux": (_INT_MAX, (1, 1, 1), "net.core.somaxconn", "queue of 1",
+              "maximum (net.core.somaxconn)"),
+    "linux-pre-4.1": (65535, (1, 1, 1), "net.core.somaxconn", "queue of 1",
+                      "maximum (net.core.somaxconn)"),
+    "freebsd": (_INT_MAX, (3, 2, 0), "kern.ipc.soacceptqueue", "queue of 1",
+                "maximum (kern.ipc.soacceptqueue)"),
+    "macos": (32767, (1, 1, 0), "kern.ipc.somaxconn", "maximum (kern.ipc.somaxconn)",
+              "maximum (kern.ipc.somaxconn)"),
+    "posix": (_INT_MAX, (1, 1, 0), None, "implementation-defined minimum",
+              "implementation-defined (POSIX: as 0)"),
+}
+_RULES_OF_PLATFORM = {"linux": "linux", "freebsd": "freebsd", "dragonfly": "freebsd",
+                      "macos": "macos"}
+_CAPACITY_TEXT = {(1, 1, 1): "backlog + 1", (3, 2, 0): "backlog * 3 / 2",
+                  (1, 1, 0): "backlog"}
+_SOMAXCONN_SYSCTL = {"freebsd": "kern.ipc.soacceptqueue", "dragonfly": "kern.ipc.somaxconn",
+                     "macos": "kern.ipc.somaxconn", "netbsd": "kern.ipc.somaxconn",
+                     "openbsd": "kern.ipc.somaxconn"}
+_SOMAXCONN_PROC = "/proc/sys/net/core/somaxconn"
+_COMPILE_TIME = "SOMAXCONN (compile-time)"
+_BSDS = ("freebsd", "dragonfly", "netbsd")  # accept filters (accept_filter(9))
+# Socket option numbers the stdlib socket module may not export.
+SO_REUSEPORT_LB = {"freebsd": 0x10000}          # FreeBSD 12+: <sys/socket.h>
+SO_ACCEPTFILTER = {p: 0x1000 for p in _BSDS}    # struct accept_filter_arg, 256 bytes
+ACCEPT_FILTERS = ("dataready", "httpready", "dnsready", "tlsready")
+# Server-side TCP Fast Open switch: (sysctl, bit that enables the server side).
+TFO_SERVER_SYSCTL = {"linux": ("net.ipv4.tcp_fastopen", 0x2),
+                     "freebsd": ("net.inet.tcp.fastopen.server_enable", 0x1),
+                     "macos": ("net.inet.tcp.fastopen", 0x2)}
+# Kernels on which listeners sharing a port via plain SO_REUSEPORT get
+# connections distributed among them (FreeBSD needs SO_REUSEPORT_LB).
+_REUSEPORT_BALANCES = ("linux", "dragonfly")
+
+
+def _core():
+    try:
+        from fastsock import _core
+    except ImportError:
+        return None
+    return _core
+
+
+def platform_name() -> str:
+    """fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, openbsd, other."""
+    core = _core()
+    if core is not None:
+        return core.PLATFORM
+    p = sys.platform
+    for name in ("linux", "freebsd", "dragonfly", "netbsd", "openbsd"):
+        if p.startswith(name):
+            return name
+    return "macos" if p == "darwin" else "other"
+
+
+def rules_name(platform: str | None = None) -> str:
+    """The backlog rule set of the running kernel (Linux < 4.1 told apart by uname)."""
+    platform = platform or platform_name()
+    rules = _RULES_OF_PLATFORM.get(platform, "posix")
+    if rules == "linux":
+        try:
+            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+        except ValueError:
+            return rules
+        if (major, minor) < (4, 1):
+            return "linux-pre-4.1"
+    return rules
+
+
+def queue_capacity(backlog: int, rules: str | None = None) -> int:
+    """Completed connections a queue with this backlog holds (Linux: backlog + 1)."""
+    num, den, add = _RULES[rules or rules_name()][1]
+    return max(1, backlog * num // den + add)
+
+
+def read_proc(path: str) -> str | None:
+    """The stripped text of a /proc file, or None where it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _proc_int(path: str) -> int | None:
+    text = read_proc(path)
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
+
+
+def sysctl_int(name: str) -> int | None:
+    """An integer sysctl via sysctlbyname(3), or None where there is none.
+    Availability: macOS, FreeBSD, DragonFly, NetBSD."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sysctlbyname
+    except (AttributeError, OSError):
+        return None
+    buf = ctypes.create_string_buffer(8)
+    size = ctypes.c_size_t(8)
+    if fn(name.encode(), buf, ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
+        return None
+    if size.value not in (4, 8):
+        return None
+    return int.from_bytes(buf.raw[: size.value], sys.byteorder, signed=True)
+
+
+def somaxconn() -> tuple[int, str]:
+    """The live maximum backlog and where it was read (the core's answer when it imports)."""
+    core = _core()
+    if core is not None:
+        return core.somaxconn()
+    v = _proc_int(_SOMAXCONN_PROC) if platform_name() == "linux" else None
+    if v is not None and v > 0:
+        return v, _SOMAXCONN_PROC
+    name = _SOMAXCONN_SYSCTL.get(platform_name())
+    v = sysctl_int(name) if name else None
+    if v is not None and v > 0:
+        return v, name
+    return socket.SOMAXCONN, _COMPILE_TIME
+
+
+def tfo_server_sysctl() -> int | None:
+    """The raw value of this platform's server-side TCP Fast Open sysctl, or None."""
+    entry = TFO_SERVER_SYSCTL.get(platform_name())
+    if entry is None:
+        return None
+    name = entry[0]
+    if platform_name() == "linux":
+        return _proc_int("/proc/sys/" + name.replace(".", "/"))
+    return sysctl_int(name)
+
+
+def accept_filter_arg(name: str) -> bytes:
+    """struct accept_filter_arg {char af_name[16]; char af_arg[240];} for SO_ACCEPTFILTER."""
+    return name.encode("ascii").ljust(256, b"\0")
+
+
+# ---- probes: one throwaway socket each, closed in finally -------------------
+
+def _try(family, type_, setup) -> bool:
+    """Create a socket, run setup(sock); True if nothing raised OSError."""
+    s = None
+    try:
+        s = socket.socket(family, type_)
+        setup(s)
+        return True
+    except OSError:
+        return False
+    finally:
+        if s is not None:
+            s.close()
+
+
+def _listening_loopback(s: socket.socket, backlog: int = 1) -> None:
+    s.bind(("127.0.0.1", 0))
+    s.listen(backlog)
+
+
+def _same_port_pair(opt: int) -> bool:
+    """Two TCP listeners with socket option ``opt`` on one 127.0.0.1 port."""
+    a = b = None
+    try:
+        a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        a.setsockopt(socket.SOL_SOCKET, opt, 1)
+        _listening_loopback(a)
+        b = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        b.setsockopt(socket.SOL_SOCKET, opt, 1)
+        b.bind(a.getsockname())
+        b.listen(1)
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in (a, b):
+            if s is not None:
+                s.close()
+
+
+class _Live:
+    """One reading of the system; each fact computed at most once per reading."""
+
+    @cached_property
+    def platform(self) -> str:
+        return platform_name()
+
+    @cached_property
+    def core(self):
+        return _core()
+
+    @cached_property
+    def rules(self) -> str:
+        return rules_name(self.platform)
+
+    def _flag(self, core_name: str, stdlib_name: str) -> bool:
+        if self.core is not None:
+            return bool(getattr(self.core, core_name))
+        return hasattr(socket, stdlib_name)
+
+    @cached_property
+    def accept4(self) -> bool:
+        if self.core is not None:
+            return bool(self.core.HAVE_ACCEPT4)
+        return self.platform in ("linux", "freebsd", "dragonfly", "netbsd", "openbsd") \
+            and hasattr(socket, "SOCK_CLOEXEC")
+
+    def _type_flag(self, core_name: str, stdlib_name: str) -> bool:
+        flag = getattr(socket, stdlib_name, None)
+        return self._flag(core_name, stdlib_name) and flag is not None and _try(
+            socket.AF_INET, socket.SOCK_STREAM | flag, lambda s: None)
+
+    @cached_property
+    def sock_cloexec(self) -> bool:
+        return self._type_flag("HAVE_SOCK_CLOEXEC", "SOCK_CLOEXEC")
+
+    @cached_property
+    def sock_nonblock(self) -> bool:
+        return self._type_flag("HAVE_SOCK_NONBLOCK", "SOCK_NONBLOCK")
+
+    @cached_property
+    def _readback(self):
+        """(effective backlog, accept queue) read back from a listen(7) probe."""
+        core = self.core
+        if core is None:
+            return None, None
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            _listening_loopback(s, 7)
+            return core.effective_backlog(s.fileno()), core.accept_queue(s.fileno())
+        except OSError:
+            return None, None
+        finally:
+            s.close()
+
+    @cached_property
+    def backlog_readback(self) -> bool:
+        return self._readback[0] == 7
+
+    @cached_property
+    def accept_queue_readback(self) -> bool:
+        return self._readback[1] is not None
+
+    @cached_property
+    def reuse_port(self) -> bool:
+        opt = getattr(socket, "SO_REUSEPORT", None)
+        return opt is not None and _same_port_pair(opt)
+
+    @cached_property
+    def reuse_port_lb(self) -> bool:
+        opt = getattr(socket, "SO_REUSEPORT_LB", None) or SO_REUSEPORT_LB.get(self.platform)
+        return opt is not None and _same_port_pair(opt)
+
+    @cached_property
+    def reuse_port_balancing(self) -> bool:
+        if self.platform in _REUSEPORT_BALANCES:
+            return self.reuse_port
+        return self.reuse_port_lb
+
+    @cached_property
+    def reuse_port_unix(self) -> bool:
+        opt = getattr(socket, "SO_REUSEPORT", None)
+        return opt is not None and hasattr(socket, "AF_UNIX") and _try(
+            socket.AF_UNIX, socket.SOCK_STREAM,
+            lambda s: s.setsockopt(socket.SOL_SOCKET, opt, 1))
+
+    @cached_property
+    def accept_filters(self) -> tuple[str, ...]:
+        opt = SO_ACCEPTFILTER.get(self.platform)
+        if opt is None:
+            return ()
+
+        def install(name):
+            return lambda s: (_listening_loopback(s),
+                              s.setsockopt(socket.SOL_SOCKET, opt, accept_filter_arg(name)))
+        return tuple(n for n in ACCEPT_FILTERS
+                     if _try(socket.AF_INET, socket.SOCK_STREAM, install(n)))
+
+    @cached_property
+    def defer_accept(self) -> bool:
+        opt = getattr(socket, "TCP_DEFER_ACCEPT", None)
+        if opt is not None and self.platform == "linux":
+            def setup(s):
+                s.setsockopt(socket.IPPROTO_TCP, opt, 1)
+                if s.getsockopt(socket.IPPROTO_TCP, opt) <= 0:
+                    raise OSError("TCP_DEFER_ACCEPT did not stick")
+            return _try(socket.AF_INET, socket.SOCK_STREAM, setup)
+        return "dataready" in self.accept_filters
+
+    @cached_property
+    def tcp_fastopen(self) -> bool:
+        opt = getattr(socket, "TCP_FASTOPEN", None)
+        return opt is not None and _try(
+            socket.AF_INET, socket.SOCK_STREAM,
+            lambda s: (_listening_loopback(s), s.setsockopt(socket.IPPROTO_TCP, opt, 1)))
+
+    @cached_property
+    def tcp_fastopen_sysctl(self) -> int | None:
+        return tfo_server_sysctl()
+
+    @cached_property
+    def tcp_fastopen_server(self) -> bool:
+        entry = TFO_SERVER_SYSCTL.get(self.platform)
+        value = self.tcp_fastopen_sysctl
+        return (entry is not None and value is not None and bool(value & entry[1])
+                and self.tcp_fastopen)
+
+    @cached_property
+    def ipv6(self) -> bool:
+        return socket.has_ipv6 and _try(socket.AF_INET6, socket.SOCK_STREAM,
+                                        lambda s: s.bind(("::1", 0)))
+
+    @cached_property
+    def dualstack_ipv6(self) -> bool:
+        return socket.has_dualstack_ipv6()
+
+    @cached_property
+    def af_unix(self) -> bool:
+        return hasattr(socket, "AF_UNIX") and _try(socket.AF_UNIX, socket.SOCK_STREAM,
+                                                   lambda s: None)
+
+    @cached_property
+    def abstract_unix(self) -> bool:
+        if self.platform != "linux" or not self.af_unix:
+            return False
+        name = b"\0fastsock-probe-%d-%s" % (os.getpid(), os.urandom(8).hex().encode())
+        return _try(socket.AF_UNIX, socket.SOCK_STREAM, lambda s: s.bind(name))
+
+    @cached_property
+    def unix_seqpacket(self) -> bool:
+        if not self.af_unix or not hasattr(socket, "SOCK_SEQPACKET"):
+            return False
+        try:
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            return False
+        a.close()
+        b.close()
+        return True
+
+
+# ---- the record ------------------------------------------------------------
+
+def _f(section: str, label: str, doc: str):
+    return dataclasses.field(metadata={"section": section, "label": label, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the running system allows for listening sockets (see each field's
+    ``metadata["doc"]``, also shown by ``python -m fastsock``).  Build one with
+    :func:`capabilities`; ``to_dict()`` gives the JSON form."""
+
+    platform: str = _f("platform", "platform",
+                       "fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, "
+                       "openbsd or other (the compiled core's PLATFORM).")
+    sys_platform: str = _f("platform", "sys.platform", "Python's sys.platform.")
+    kernel_release: str = _f("platform", "kernel release", "os.uname().release.")
+    core_available: bool = _f("platform", "compiled core",
+                              "fastsock._core imported; when False, stdlib socket facts "
+                              "stand in and nothing can be read back.")
+
+    somaxconn: int = _f("backlog", "somaxconn",
+                        "The live system maximum backlog: net.core.somaxconn of this "
+                        "network namespace (Linux), kern.ipc.soacceptqueue (FreeBSD), "
+                        "kern.ipc.somaxconn (macOS, other BSDs), else compile-time "
+                        "SOMAXCONN.")
+    somaxconn_source: str = _f("backlog", "somaxconn read from",
+                               "Where somaxconn was read: a /proc path, a sysctl name, or "
+                               "'SOMAXCONN (compile-time)'.")
+    somaxconn_knob: str | None = _f("backlog", "somaxconn sysctl",
+                                    "The sysctl that raises somaxconn (sysctl -w NAME=N), "
+                                    "or None where there is none.")
+    compile_time_somaxconn: int = _f("backlog", "SOMAXCONN (compile-time)",
+                                     "socket.SOMAXCONN, fixed when Python was built; not "
+                                     "the limit in force.")
+    backlog_rules: str = _f("backlog", "backlog rules",
+                            "fastsock's backlog rule set for this kernel: linux, "
+                            "linux-pre-4.1, freebsd, macos or posix.")
+    backlog_storage_max: int = _f("backlog", "backlog storage limit",
+                                  "The largest backlog the kernel can store: 2147483647 "
+                                  "(C int; Linux >= 4.1, FreeBSD), 65535 (Linux < 4.1), "
+                                  "32767 (macOS).")
+    default_backlog: int = _f("backlog", "default backlog",
+                              "What fastsock.listen(backlog=None) uses: min(somaxconn, "
+                              "backlog_storage_max).")
+    zero_backlog_meaning: str = _f("backlog", "raw backlog 0 means",
+                                   "What listen(fd, 0) means to this kernel (informational; "
+                                   "fastsock passes the smallest queue).")
+    negative_backlog_meaning: str = _f("backlog", "raw negative backlog means",
+                                       "What a raw negative backlog means to this kernel "
+                                       "(informational; fastsock treats it as 0).")
+    queue_capacity: str = _f("backlog", "accept queue holds",
+                             "Completed connections the queue admits for a backlog: "
+                             "backlog + 1 (Linux), backlog * 3 / 2 (FreeBSD), backlog (macOS).")
+    backlog_readback: bool = _f("backlog", "backlog read back",
+                                "The effective backlog can be read back from the kernel. "
+                                "Linux TCP: TCP_INFO; FreeBSD: SO_LISTENQLIMIT. "
+                                "Availability: Linux, FreeBSD.")
+    accept_queue_readback: bool = _f("backlog", "accept queue read back",
+                                     "Pending connections and the limit can be read back "
+                                     "(fastsock._core.accept_queue). Availability: Linux, FreeBSD.")
+    tcp_max_syn_backlog: int | None = _f("backlog", "tcp_max_syn_backlog",
+                                         "/proc/sys/net/ipv4/tcp_max_syn_backlog: the SYN "
+                                         "(half-open) queue limit. Availability: Linux.")
+    tcp_syncookies: int | None = _f("backlog", "tcp_syncookies",
+                                    "0 off, 1 when the SYN queue overflows, 2 always. "
+                                    "Linux: /proc/sys/net/ipv4/tcp_syncookies; FreeBSD: "
+                                    "net.inet.tcp.syncookies.")
+    ephemeral_port_range: tuple[int, int] | None = _f(
+        "ports", "ephemeral ports",
+        "(first, last) ports the kernel picks from for port 0 and unbound listen(). "
+        "Linux: /proc/sys/net/ipv4/ip_local_port_range; BSD, macOS: "
+        "net.inet.ip.portrange.first/last.")
+
+    accept4: bool = _f("descriptors", "accept4",
+                       "accept4(2) is used, so accepted sockets are close-on-exec "
+                       "atomically. Availability: Linux, FreeBSD, DragonFly, NetBSD, OpenBSD.")
+    sock_cloexec: bool = _f("descriptors", "SOCK_CLOEXEC",
+                            "socket(2) accepts SOCK_CLOEXEC (probed).")
+    sock_nonblock: bool = _f("descriptors", "SOCK_NONBLOCK",
+                             "socket(2) accepts SOCK_NONBLOCK (probed).")
+
+    reuse_port: bool = _f("options", "SO_REUSEPORT",
+                          "Two TCP listeners with SO_REUSEPORT bind one 127.0.0.1 port "
+                          "(probed): listen(reuse_port=True).")
+    reuse_port_lb: bool = _f("options", "SO_REUSEPORT_LB",
+                             "The load-balancing SO_REUSEPORT_LB works (probed): "
+                             "listen(reuse_port_lb=True). Availability: FreeBSD 12+.")
+    reuse_port_balancing: bool = _f("options", "port sharing balances load",
+                                    "Connections are spread over listeners sharing a port: "
+                                    "with SO_REUSEPORT on Linux and DragonFly, with "
+                                    "SO_REUSEPORT_LB on FreeBSD; never on macOS.")
+    reuse_port_unix: bool = _f("options", "SO_REUSEPORT on AF_UNIX",
+                               "setsockopt(SO_REUSEPORT) on an AF_UNIX socket is accepted "
+                               "(newer Linux refuses with EOPNOTSUPP).")
+    defer_accept: bool = _f("options", "deferred accept",
+                            "listen(defer_accept=SECONDS) works: Linux TCP_DEFER_ACCEPT "
+                            "(probed), BSD accept filter 'dataready' loaded. "
+                            "Availability: Linux, FreeBSD, DragonFly, NetBSD.")
+    accept_filters: tuple[str, ...] = _f("options", "accept filters loaded",
+                                         "BSD accept filters (SO_ACCEPTFILTER) that install "
+                                         "on a listener (probed). Availability: FreeBSD, "
+                                         "DragonFly, NetBSD.")
+    tcp_fastopen: bool = _f("options", "TCP_FASTOPEN option",
+                            "setsockopt(TCP_FASTOPEN) is accepted on a listener (probed).")
+    tcp_fastopen_sysctl: int | None = _f("options", "TCP Fast Open sysctl",
+                                         "Raw net.ipv4.tcp_fastopen (Linux), "
+                                         "net.inet.tcp.fastopen.server_enable (FreeBSD), "
+                                         "net.inet.tcp.fastopen (macOS).")
+    tcp_fastopen_server: bool = _f("options", "TCP Fast Open (server)",
+                                   "Servers can use TFO: the option is accepted and the "
+                                   "sysctl enables the server side (Linux bit 0x2): "
+                                   "listen(fast_open=N). Availability: Linux, FreeBSD, macOS.")
+
+    ipv6: bool = _f("families", "IPv6", "An AF_INET6 socket binds ::1 (probed).")
+    dualstack_ipv6: bool = _f("families", "dual-stack IPv6",
+                              "socket.has_dualstack_ipv6(): one AF_INET6 socket can take "
+                              "IPv4 too (IPV6_V6ONLY off).")
+    af_unix: bool = _f("families", "AF_UNIX", "AF_UNIX stream sockets can be created (probed).")
+    abstract_unix: bool = _f("families", "abstract AF_UNIX names",
+                             "An AF_UNIX socket binds a name starting with NUL (probed). "
+                             "Availability: Linux.")
+    unix_seqpacket: bool = _f("families", "AF_UNIX SOCK_SEQPACKET",
+                              "socketpair(AF_UNIX, SOCK_SEQPACKET) works (probed).")
+
+    def to_dict(self) -> dict:
+        """The record as JSON-ready types (tuples become lists): json.dumps() takes it."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+
+_BOOLS = tuple(f.name for f in dataclasses.fields(Capabilities) if f.type == "bool")
+
+
+def _ports(live: _Live) -> tuple[int, int] | None:
+    if live.platform == "linux":
+        text = read_proc("/proc/sys/net/ipv4/ip_local_port_range")
+        try:
+            first, last = (int(x) for x in (text or "").split())
+        except ValueError:
+            return None
+        return first, last
+    first = sysctl_int("net.inet.ip.portrange.first")
+    last = sysctl_int("net.inet.ip.portrange.last")
+    return None if first is None or last is None else (first, last)
+
+
+def capabilities() -> Capabilities:
+    """Read what the running system allows for listening sockets, now.
+
+    Reads sysctls (/proc/sys on Linux, sysctlbyname(3) on BSD and macOS) and
+    probes with throwaway sockets on loopback; takes about a millisecond and
+    opens no socket that outlives the call.  Availability: POSIX.
+    """
+    live = _Live()
+    value, source = somaxconn()
+    storage, capacity, knob, zero, negative = _RULES[live.rules]
+    linux = live.platform == "linux"
+    return Capabilities(
+        platform=live.platform,
+        sys_platform=sys.platform,
+        kernel_release=os.uname().release,
+        core_available=live.core is not None,
+        somaxconn=value,
+        somaxconn_source=source,
+        somaxconn_knob=knob if source != _COMPILE_TIME else None,
+        compile_time_somaxconn=socket.SOMAXCONN,
+        backlog_rules=live.rules,
+        backlog_storage_max=storage,
+        default_backlog=min(value, storage),
+        zero_backlog_meaning=zero,
+        negative_backlog_meaning=negative,
+        queue_capacity=_CAPACITY_TEXT[capacity],
+        tcp_max_syn_backlog=_proc_int("/proc/sys/net/ipv4/tcp_max_syn_backlog") if linux
+        else None,
+        tcp_syncookies=_proc_int("/proc/sys/net/ipv4/tcp_syncookies") if linux
+        else sysctl_int("net.inet.tcp.syncookies"),
+        ephemeral_port_range=_ports(live),
+        tcp_fastopen_sysctl=live.tcp_fastopen_sysctl,
+        accept_filters=live.accept_filters,
+        **{name: getattr(live, name) for name in _BOOLS if name != "core_available"},
+    )
+
+
+def has(name: str) -> bool:
+    """Whether one boolean capability of :class:`Capabilities` holds, read now
+    (only that probe runs).  ``has("reuse_port")``.  An unknown name, or one
+    that is not a yes/no capability, raises ``ValueError`` listing the valid ones.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"capability name must be str, not {type(name).__name__}")
+    if name not in _BOOLS:
+        raise ValueError(f"unknown capability {name!r}; expected one of: "
+                         + ", ".join(_BOOLS))
+    if name == "core_available":
+        return _core() is not None
+    return bool(getattr(_Live(), name))
+
+
+class _CallableModule(types.ModuleType):
+    """``fastsock.capabilities`` names the function, but importing this submodule
+    binds the module to that attribute of the package; calling the module
+    calls the function, so ``fastsock.capabilities()`` works either way."""
+
+    def __call__(self) -> Capabilities:
+        return capabilities()
+
+
+sys.modules[__name__].__class__ = _CallableModule
