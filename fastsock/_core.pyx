@@ -70,7 +70,9 @@ cdef int _fail(int err, str syscall, object fd=None, object address=None,
 
 
 cdef int _timed_out(str syscall) except -1:
-    raise SocketTimeout("timed out", syscall=syscall)
+    exc = SocketTimeout("timed out")
+    exc.syscall = syscall
+    raise exc
 
 
 cdef inline double _monotonic() noexcept nogil:
