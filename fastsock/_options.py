@@ -165,9 +165,10 @@ def apply_before_bind(sock, *, reuse_port: bool = False, reuse_port_lb: bool = F
         opt = getattr(socket, "SO_REUSEPORT_LB", None) or \
             _caps().SO_REUSEPORT_LB.get(_caps().platform_name())
         if opt is None:
+            hint = "; reuse_port=True already balances load here" \
+                if _caps().platform_name() in _caps()._REUSEPORT_BALANCES else ""
             raise _refused("reuse_port_lb", "reuse_port_lb: this system has no "
-                           "SO_REUSEPORT_LB (FreeBSD 12+); on Linux, reuse_port=True "
-                           "already balances load")
+                           f"SO_REUSEPORT_LB (FreeBSD 12+){hint}")
         _setsockopt(sock, socket.SOL_SOCKET, opt, 1, "reuse_port_lb",
                     "reuse_port_lb: the kernel refuses SO_REUSEPORT_LB")
     for moment, level, opt, value, cap, what in plan:

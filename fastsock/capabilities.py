@@ -390,8 +390,10 @@ class Capabilities:
     platform: str = _f("platform", "platform",
                        "fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, "
                        "openbsd or other (the compiled core's PLATFORM).")
-    sys_platform: str = _f("platform", "sys.platform", "Python's sys.platform.")
-    kernel_release: str = _f("platform", "kernel release", "os.uname().release.")
+    sys_platform: str = _f("platform", "sys.platform",
+                       "Python's sys.platform, for comparison.")
+    kernel_release: str = _f("platform", "kernel release",
+                         "The running kernel's release: os.uname().release (uname(2)).")
     core_available: bool = _f("platform", "compiled core",
                               "fastsock._core imported; when False, stdlib socket facts "
                               "stand in and nothing can be read back.")
