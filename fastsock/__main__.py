@@ -15,6 +15,15 @@ import os
 import socket
 import sys
 import warnings
+from typing import Any, NoReturn
+
+from fastsock.capabilities import (
+    _BSDS,
+    TFO_SERVER_SYSCTL,
+    Capabilities,
+    capabilities,
+    queue_capacity,
+)
 
 _SELF_CHECK_BACKLOGS = (None, 1_000_000)
 _INT_MAX = 2**31 - 1
@@ -48,14 +57,8 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
         raise _UsageError(f"{message} (see {self.prog} --help)")
-
-
-def _module():
-    import importlib
-
-    return importlib.import_module("fastsock.capabilities")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -98,7 +101,7 @@ def parse_address(text: str) -> tuple[str, int, bool]:
     return host, int(port), bracketed
 
 
-def _resolve(text: str):
+def _resolve(text: str) -> tuple[int, Any]:
     host, port, v6 = parse_address(text)
     family = socket.AF_INET6 if v6 else socket.AF_UNSPEC
     try:
@@ -126,7 +129,8 @@ def _backlog_arg(text: str) -> int:
 
 # ---- the live listen --------------------------------------------------------
 
-def live_listen(family: int, sockaddr, backlog: int | None, caps) -> dict:
+def live_listen(family: int, sockaddr: Any, backlog: int | None,
+                caps: Capabilities) -> dict[str, Any]:
     """Listen once with fastsock's core and report what the kernel applied."""
     from fastsock import _core
 
@@ -145,7 +149,8 @@ def live_listen(family: int, sockaddr, backlog: int | None, caps) -> dict:
         s.close()
     truncated = backlog is not None and effective < backlog
     raise_with = None
-    if truncated and caps.somaxconn_knob and effective < caps.backlog_storage_max:
+    if backlog is not None and truncated and caps.somaxconn_knob \
+            and effective < caps.backlog_storage_max:
         raise_with = (f"sysctl -w {caps.somaxconn_knob}="
                       f"{min(backlog, caps.backlog_storage_max)}")
     return {
@@ -153,7 +158,7 @@ def live_listen(family: int, sockaddr, backlog: int | None, caps) -> dict:
         "requested": backlog,
         "effective": effective,
         "read_back": read_back is not None,
-        "queue_capacity": _module().queue_capacity(effective, caps.backlog_rules),
+        "queue_capacity": queue_capacity(effective, caps.backlog_rules),
         "truncated": truncated,
         "limit": (caps.somaxconn_knob or caps.somaxconn_source) if truncated else None,
         "raise_with": raise_with,
@@ -161,7 +166,7 @@ def live_listen(family: int, sockaddr, backlog: int | None, caps) -> dict:
     }
 
 
-def _self_check_lines(checks: list[dict]) -> list[str]:
+def _self_check_lines(checks: list[dict[str, Any]]) -> list[str]:
     out = [f"  {'requested':<12}{'effective':<12}{'queue holds':<13}"]
     for r in checks:
         req = "None" if r["requested"] is None else str(r["requested"])
@@ -180,21 +185,21 @@ def _self_check_lines(checks: list[dict]) -> list[str]:
     return out
 
 
-def _hints(caps) -> list[str]:
+def _hints(caps: Capabilities) -> list[str]:
     hints = []
-    entry = _module().TFO_SERVER_SYSCTL.get(caps.platform)
+    entry = TFO_SERVER_SYSCTL.get(caps.platform)
     if entry and caps.tcp_fastopen and not caps.tcp_fastopen_server \
             and caps.tcp_fastopen_sysctl is not None:
         hints.append(f"TCP Fast Open for servers is off; enable it with: sysctl -w "
                      f"{entry[0]}={caps.tcp_fastopen_sysctl | entry[1]}")
-    if caps.platform in _module()._BSDS and not caps.defer_accept:
+    if caps.platform in _BSDS and not caps.defer_accept:
         hints.append("deferred accept needs the dataready accept filter: kldload accf_data")
     return hints
 
 
 # ---- commands ---------------------------------------------------------------
 
-def _fmt(value) -> str:
+def _fmt(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None:
@@ -206,7 +211,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _report(caps, as_json: bool, version: str | None) -> int:
+def _report(caps: Capabilities, as_json: bool, version: str | None) -> int:
     import dataclasses
 
     checks, error = [], None
@@ -242,7 +247,7 @@ def _report(caps, as_json: bool, version: str | None) -> int:
     return 2 if error else 0
 
 
-def _check(caps, address: str, backlog_text: str, as_json: bool) -> int:
+def _check(caps: Capabilities, address: str, backlog_text: str, as_json: bool) -> int:
     backlog = _backlog_arg(backlog_text)
     family, sockaddr = _resolve(address)
     if not caps.core_available:
@@ -272,7 +277,7 @@ def _version() -> str | None:
         from importlib.metadata import version
 
         return version("fastsock")
-    except Exception:  # noqa: BLE001  (not installed: running from a tree)
+    except ImportError:  # not installed: running from a tree
         return getattr(sys.modules.get("fastsock"), "__version__", None)
 
 
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             args = _parser(prog).parse_args(argv)
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0
-        caps = _module().capabilities()
+        caps = capabilities()
         if args.command == "check":
             return _check(caps, args.address, args.backlog, args.json)
         return _report(caps, args.json, _version())
@@ -295,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. | head: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as exc:  # noqa: BLE001  (one line, never a traceback)
+    except Exception as exc:
         if os.environ.get("FASTSOCK_DEBUG"):
             raise
         print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)

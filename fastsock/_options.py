@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import importlib
 import socket
+from types import ModuleType
 
 from fastsock.errors import UnsupportedOptionError
 
@@ -46,9 +47,9 @@ def validate(*, reuse_port: bool = False, reuse_port_lb: bool = False,
     and ``reuse_port_lb`` are bools; ``defer_accept`` and ``fast_open`` ints,
     never bool), ``ValueError`` for ``defer_accept < 0`` or ``fast_open < 1``
     or either beyond a C int."""
-    for name, value in (("reuse_port", reuse_port), ("reuse_port_lb", reuse_port_lb)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    for name, flag in (("reuse_port", reuse_port), ("reuse_port_lb", reuse_port_lb)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
     for name, value, low, what in (("defer_accept", defer_accept, 0, "seconds >= 0"),
                                    ("fast_open", fast_open, 1, "a queue length >= 1")):
         if value is None:
@@ -60,7 +61,7 @@ def validate(*, reuse_port: bool = False, reuse_port_lb: bool = False,
             raise ValueError(f"{name} must be {what} and at most {_INT_MAX}, got {value}")
 
 
-def _caps():
+def _caps() -> ModuleType:
     """The fastsock.capabilities module (platform facts), imported on first need:
     ``fastsock.capabilities`` the attribute may be the function of that name."""
     return importlib.import_module("fastsock.capabilities")
@@ -73,7 +74,11 @@ def _refused(capability: str, what: str, exc: OSError | None = None) -> Unsuppor
         message=f"{what}{why}; fastsock.has({capability!r}) is False on this system")
 
 
-def _setsockopt(sock, level: int, opt: int, value, capability: str, what: str) -> None:
+_Step = tuple[str, int, int, int | bytes, str, str]  # moment, level, option, value, ...
+
+
+def _setsockopt(sock: socket.socket, level: int, opt: int, value: int | bytes,
+                capability: str, what: str) -> None:
     try:
         sock.setsockopt(level, opt, value)
     except OSError as exc:
@@ -82,17 +87,18 @@ def _setsockopt(sock, level: int, opt: int, value, capability: str, what: str) -
         raise
 
 
-def _is_tcp(sock) -> bool:
+def _is_tcp(sock: socket.socket) -> bool:
     return sock.family in (socket.AF_INET, socket.AF_INET6) and \
         sock.type == socket.SOCK_STREAM
 
 
-def _tcp_plan(sock, defer_accept: int | None, fast_open: int | None):
+def _tcp_plan(sock: socket.socket, defer_accept: int | None,
+              fast_open: int | None) -> list[_Step]:
     """[(moment, level, option, value, capability, description)] for the TCP
     options, raising UnsupportedOptionError for any this system cannot honour."""
     caps = _caps()
     platform = caps.platform_name()
-    plan = []
+    plan: list[_Step] = []
     wanted = [(n, v) for n, v in (("defer_accept", defer_accept), ("fast_open", fast_open))
               if v is not None]
     if wanted and not _is_tcp(sock):
@@ -132,7 +138,7 @@ def _tcp_plan(sock, defer_accept: int | None, fast_open: int | None):
     return plan
 
 
-def apply_before_bind(sock, *, reuse_port: bool = False, reuse_port_lb: bool = False,
+def apply_before_bind(sock: socket.socket, *, reuse_port: bool = False, reuse_port_lb: bool = False,
                       defer_accept: int | None = None, fast_open: int | None = None) -> None:
     """Check all four options and set those that must precede bind(2):
     SO_REUSEPORT, SO_REUSEPORT_LB, and on Linux TCP_DEFER_ACCEPT and
@@ -176,7 +182,7 @@ def apply_before_bind(sock, *, reuse_port: bool = False, reuse_port_lb: bool = F
             _setsockopt(sock, level, opt, value, cap, f"the kernel refuses {what}")
 
 
-def apply_after_listen(sock, *, reuse_port: bool = False, reuse_port_lb: bool = False,
+def apply_after_listen(sock: socket.socket, *, reuse_port: bool = False, reuse_port_lb: bool = False,
                        defer_accept: int | None = None, fast_open: int | None = None) -> None:
     """Set the options that need a listening socket: the BSD accept filter
     ``dataready`` (SO_ACCEPTFILTER) for ``defer_accept``, and TCP_FASTOPEN on

@@ -20,7 +20,9 @@ import os
 import socket
 import sys
 import types
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 __all__ = ["Capabilities", "capabilities", "has"]
 
@@ -67,7 +69,7 @@ TFO_SERVER_SYSCTL = {"linux": ("net.ipv4.tcp_fastopen", 0x2),
 _REUSEPORT_BALANCES = ("linux", "dragonfly")
 
 
-def _core():
+def _core() -> types.ModuleType | None:
     try:
         from fastsock import _core
     except ImportError:
@@ -79,7 +81,7 @@ def platform_name() -> str:
     """fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, openbsd, other."""
     core = _core()
     if core is not None:
-        return core.PLATFORM
+        return str(core.PLATFORM)
     p = sys.platform
     for name in ("linux", "freebsd", "dragonfly", "netbsd", "openbsd"):
         if p.startswith(name):
@@ -146,13 +148,14 @@ def somaxconn() -> tuple[int, str]:
     """The live maximum backlog and where it was read (the core's answer when it imports)."""
     core = _core()
     if core is not None:
-        return core.somaxconn()
+        value, source = core.somaxconn()
+        return int(value), str(source)
     v = _proc_int(_SOMAXCONN_PROC) if platform_name() == "linux" else None
     if v is not None and v > 0:
         return v, _SOMAXCONN_PROC
     name = _SOMAXCONN_SYSCTL.get(platform_name())
     v = sysctl_int(name) if name else None
-    if v is not None and v > 0:
+    if name and v is not None and v > 0:
         return v, name
     return socket.SOMAXCONN, _COMPILE_TIME
 
@@ -175,7 +178,7 @@ def accept_filter_arg(name: str) -> bytes:
 
 # ---- probes: one throwaway socket each, closed in finally -------------------
 
-def _try(family, type_, setup) -> bool:
+def _try(family: int, type_: int, setup: Callable[[socket.socket], object]) -> bool:
     """Create a socket, run setup(sock); True if nothing raised OSError."""
     s = None
     try:
@@ -222,7 +225,7 @@ class _Live:
         return platform_name()
 
     @cached_property
-    def core(self):
+    def core(self) -> types.ModuleType | None:
         return _core()
 
     @cached_property
@@ -255,7 +258,7 @@ class _Live:
         return self._type_flag("HAVE_SOCK_NONBLOCK", "SOCK_NONBLOCK")
 
     @cached_property
-    def _readback(self):
+    def _readback(self) -> tuple[int | None, tuple[int, int] | None]:
         """(effective backlog, accept queue) read back from a listen(7) probe."""
         core = self.core
         if core is None:
@@ -306,17 +309,19 @@ class _Live:
         if opt is None:
             return ()
 
-        def install(name):
-            return lambda s: (_listening_loopback(s),
-                              s.setsockopt(socket.SOL_SOCKET, opt, accept_filter_arg(name)))
+        def installer(name: str) -> Callable[[socket.socket], None]:
+            def install(s: socket.socket) -> None:
+                _listening_loopback(s)  # filters attach to listening sockets only
+                s.setsockopt(socket.SOL_SOCKET, opt, accept_filter_arg(name))
+            return install
         return tuple(n for n in ACCEPT_FILTERS
-                     if _try(socket.AF_INET, socket.SOCK_STREAM, install(n)))
+                     if _try(socket.AF_INET, socket.SOCK_STREAM, installer(n)))
 
     @cached_property
     def defer_accept(self) -> bool:
         opt = getattr(socket, "TCP_DEFER_ACCEPT", None)
         if opt is not None and self.platform == "linux":
-            def setup(s):
+            def setup(s: socket.socket) -> None:
                 s.setsockopt(socket.IPPROTO_TCP, opt, 1)
                 if s.getsockopt(socket.IPPROTO_TCP, opt) <= 0:
                     raise OSError("TCP_DEFER_ACCEPT did not stick")
@@ -325,10 +330,14 @@ class _Live:
 
     @cached_property
     def tcp_fastopen(self) -> bool:
-        opt = getattr(socket, "TCP_FASTOPEN", None)
-        return opt is not None and _try(
-            socket.AF_INET, socket.SOCK_STREAM,
-            lambda s: (_listening_loopback(s), s.setsockopt(socket.IPPROTO_TCP, opt, 1)))
+        opt: int | None = getattr(socket, "TCP_FASTOPEN", None)
+        if opt is None:
+            return False
+
+        def setup(s: socket.socket) -> None:
+            _listening_loopback(s)  # FreeBSD takes it on listening sockets only
+            s.setsockopt(socket.IPPROTO_TCP, opt, 1)
+        return _try(socket.AF_INET, socket.SOCK_STREAM, setup)
 
     @cached_property
     def tcp_fastopen_sysctl(self) -> int | None:
@@ -377,8 +386,9 @@ class _Live:
 
 # ---- the record ------------------------------------------------------------
 
-def _f(section: str, label: str, doc: str):
-    return dataclasses.field(metadata={"section": section, "label": label, "doc": doc})
+def _m(section: str, label: str, doc: str) -> dict[str, str]:
+    """A field's metadata: its report section, its label and its documentation."""
+    return {"section": section, "label": label, "doc": doc}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -387,122 +397,148 @@ class Capabilities:
     ``metadata["doc"]``, also shown by ``python -m fastsock``).  Build one with
     :func:`capabilities`; ``to_dict()`` gives the JSON form."""
 
-    platform: str = _f("platform", "platform",
-                       "fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, "
-                       "openbsd or other (the compiled core's PLATFORM).")
-    sys_platform: str = _f("platform", "sys.platform",
-                       "Python's sys.platform, for comparison.")
-    kernel_release: str = _f("platform", "kernel release",
-                         "The running kernel's release: os.uname().release (uname(2)).")
-    core_available: bool = _f("platform", "compiled core",
-                              "fastsock._core imported; when False, stdlib socket facts "
-                              "stand in and nothing can be read back.")
+    platform: str = dataclasses.field(metadata=_m(
+        "platform", "platform",
+        "fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, openbsd or "
+        "other (the compiled core's PLATFORM)."))
+    sys_platform: str = dataclasses.field(metadata=_m(
+        "platform", "sys.platform",
+        "Python's sys.platform, for comparison."))
+    kernel_release: str = dataclasses.field(metadata=_m(
+        "platform", "kernel release",
+        "The running kernel's release: os.uname().release (uname(2))."))
+    core_available: bool = dataclasses.field(metadata=_m(
+        "platform", "compiled core",
+        "fastsock._core imported; when False, stdlib socket facts stand in and nothing "
+        "can be read back."))
 
-    somaxconn: int = _f("backlog", "somaxconn",
-                        "The live system maximum backlog: net.core.somaxconn of this "
-                        "network namespace (Linux), kern.ipc.soacceptqueue (FreeBSD), "
-                        "kern.ipc.somaxconn (macOS, other BSDs), else compile-time "
-                        "SOMAXCONN.")
-    somaxconn_source: str = _f("backlog", "somaxconn read from",
-                               "Where somaxconn was read: a /proc path, a sysctl name, or "
-                               "'SOMAXCONN (compile-time)'.")
-    somaxconn_knob: str | None = _f("backlog", "somaxconn sysctl",
-                                    "The sysctl that raises somaxconn (sysctl -w NAME=N), "
-                                    "or None where there is none.")
-    compile_time_somaxconn: int = _f("backlog", "SOMAXCONN (compile-time)",
-                                     "socket.SOMAXCONN, fixed when Python was built; not "
-                                     "the limit in force.")
-    backlog_rules: str = _f("backlog", "backlog rules",
-                            "fastsock's backlog rule set for this kernel: linux, "
-                            "linux-pre-4.1, freebsd, macos or posix.")
-    backlog_storage_max: int = _f("backlog", "backlog storage limit",
-                                  "The largest backlog the kernel can store: 2147483647 "
-                                  "(C int; Linux >= 4.1, FreeBSD), 65535 (Linux < 4.1), "
-                                  "32767 (macOS).")
-    default_backlog: int = _f("backlog", "default backlog",
-                              "What fastsock.listen(backlog=None) uses: min(somaxconn, "
-                              "backlog_storage_max).")
-    zero_backlog_meaning: str = _f("backlog", "raw backlog 0 means",
-                                   "What listen(fd, 0) means to this kernel (informational; "
-                                   "fastsock passes the smallest queue).")
-    negative_backlog_meaning: str = _f("backlog", "raw negative backlog means",
-                                       "What a raw negative backlog means to this kernel "
-                                       "(informational; fastsock treats it as 0).")
-    queue_capacity: str = _f("backlog", "accept queue holds",
-                             "Completed connections the queue admits for a backlog: "
-                             "backlog + 1 (Linux), backlog * 3 / 2 (FreeBSD), backlog (macOS).")
-    backlog_readback: bool = _f("backlog", "backlog read back",
-                                "The effective backlog can be read back from the kernel. "
-                                "Linux TCP: TCP_INFO; FreeBSD: SO_LISTENQLIMIT. "
-                                "Availability: Linux, FreeBSD.")
-    accept_queue_readback: bool = _f("backlog", "accept queue read back",
-                                     "Pending connections and the limit can be read back "
-                                     "(fastsock._core.accept_queue). Availability: Linux, FreeBSD.")
-    tcp_max_syn_backlog: int | None = _f("backlog", "tcp_max_syn_backlog",
-                                         "/proc/sys/net/ipv4/tcp_max_syn_backlog: the SYN "
-                                         "(half-open) queue limit. Availability: Linux.")
-    tcp_syncookies: int | None = _f("backlog", "tcp_syncookies",
-                                    "0 off, 1 when the SYN queue overflows, 2 always. "
-                                    "Linux: /proc/sys/net/ipv4/tcp_syncookies; FreeBSD: "
-                                    "net.inet.tcp.syncookies.")
-    ephemeral_port_range: tuple[int, int] | None = _f(
+    somaxconn: int = dataclasses.field(metadata=_m(
+        "backlog", "somaxconn",
+        "The live system maximum backlog: net.core.somaxconn of this network namespace "
+        "(Linux), kern.ipc.soacceptqueue (FreeBSD), kern.ipc.somaxconn (macOS, other "
+        "BSDs), else compile-time SOMAXCONN."))
+    somaxconn_source: str = dataclasses.field(metadata=_m(
+        "backlog", "somaxconn read from",
+        "Where somaxconn was read: a /proc path, a sysctl name, or 'SOMAXCONN (compile-"
+        "time)'."))
+    somaxconn_knob: str | None = dataclasses.field(metadata=_m(
+        "backlog", "somaxconn sysctl",
+        "The sysctl that raises somaxconn (sysctl -w NAME=N), or None where there is "
+        "none."))
+    compile_time_somaxconn: int = dataclasses.field(metadata=_m(
+        "backlog", "SOMAXCONN (compile-time)",
+        "socket.SOMAXCONN, fixed when Python was built; not the limit in force."))
+    backlog_rules: str = dataclasses.field(metadata=_m(
+        "backlog", "backlog rules",
+        "fastsock's backlog rule set for this kernel: linux, linux-pre-4.1, freebsd, "
+        "macos or posix."))
+    backlog_storage_max: int = dataclasses.field(metadata=_m(
+        "backlog", "backlog storage limit",
+        "The largest backlog the kernel can store: 2147483647 (C int; Linux >= 4.1, "
+        "FreeBSD), 65535 (Linux < 4.1), 32767 (macOS)."))
+    default_backlog: int = dataclasses.field(metadata=_m(
+        "backlog", "default backlog",
+        "What fastsock.listen(backlog=None) uses: min(somaxconn, backlog_storage_max)."))
+    zero_backlog_meaning: str = dataclasses.field(metadata=_m(
+        "backlog", "raw backlog 0 means",
+        "What listen(fd, 0) means to this kernel (informational; fastsock passes the "
+        "smallest queue)."))
+    negative_backlog_meaning: str = dataclasses.field(metadata=_m(
+        "backlog", "raw negative backlog means",
+        "What a raw negative backlog means to this kernel (informational; fastsock treats"
+        " it as 0)."))
+    queue_capacity: str = dataclasses.field(metadata=_m(
+        "backlog", "accept queue holds",
+        "Completed connections the queue admits for a backlog: backlog + 1 (Linux), "
+        "backlog * 3 / 2 (FreeBSD), backlog (macOS)."))
+    backlog_readback: bool = dataclasses.field(metadata=_m(
+        "backlog", "backlog read back",
+        "The effective backlog can be read back from the kernel. Linux TCP: TCP_INFO; "
+        "FreeBSD: SO_LISTENQLIMIT. Availability: Linux, FreeBSD."))
+    accept_queue_readback: bool = dataclasses.field(metadata=_m(
+        "backlog", "accept queue read back",
+        "Pending connections and the limit can be read back "
+        "(fastsock._core.accept_queue). Availability: Linux, FreeBSD."))
+    tcp_max_syn_backlog: int | None = dataclasses.field(metadata=_m(
+        "backlog", "tcp_max_syn_backlog",
+        "/proc/sys/net/ipv4/tcp_max_syn_backlog: the SYN (half-open) queue limit. "
+        "Availability: Linux."))
+    tcp_syncookies: int | None = dataclasses.field(metadata=_m(
+        "backlog", "tcp_syncookies",
+        "0 off, 1 when the SYN queue overflows, 2 always. Linux: "
+        "/proc/sys/net/ipv4/tcp_syncookies; FreeBSD: net.inet.tcp.syncookies."))
+
+    ephemeral_port_range: tuple[int, int] | None = dataclasses.field(metadata=_m(
         "ports", "ephemeral ports",
         "(first, last) ports the kernel picks from for port 0 and unbound listen(). "
         "Linux: /proc/sys/net/ipv4/ip_local_port_range; BSD, macOS: "
-        "net.inet.ip.portrange.first/last.")
+        "net.inet.ip.portrange.first/last."))
 
-    accept4: bool = _f("descriptors", "accept4",
-                       "accept4(2) is used, so accepted sockets are close-on-exec "
-                       "atomically. Availability: Linux, FreeBSD, DragonFly, NetBSD, OpenBSD.")
-    sock_cloexec: bool = _f("descriptors", "SOCK_CLOEXEC",
-                            "socket(2) accepts SOCK_CLOEXEC (probed).")
-    sock_nonblock: bool = _f("descriptors", "SOCK_NONBLOCK",
-                             "socket(2) accepts SOCK_NONBLOCK (probed).")
+    accept4: bool = dataclasses.field(metadata=_m(
+        "descriptors", "accept4",
+        "accept4(2) is used, so accepted sockets are close-on-exec atomically. "
+        "Availability: Linux, FreeBSD, DragonFly, NetBSD, OpenBSD."))
+    sock_cloexec: bool = dataclasses.field(metadata=_m(
+        "descriptors", "SOCK_CLOEXEC",
+        "socket(2) accepts SOCK_CLOEXEC (probed)."))
+    sock_nonblock: bool = dataclasses.field(metadata=_m(
+        "descriptors", "SOCK_NONBLOCK",
+        "socket(2) accepts SOCK_NONBLOCK (probed)."))
 
-    reuse_port: bool = _f("options", "SO_REUSEPORT",
-                          "Two TCP listeners with SO_REUSEPORT bind one 127.0.0.1 port "
-                          "(probed): listen(reuse_port=True).")
-    reuse_port_lb: bool = _f("options", "SO_REUSEPORT_LB",
-                             "The load-balancing SO_REUSEPORT_LB works (probed): "
-                             "listen(reuse_port_lb=True). Availability: FreeBSD 12+.")
-    reuse_port_balancing: bool = _f("options", "port sharing balances load",
-                                    "Connections are spread over listeners sharing a port: "
-                                    "with SO_REUSEPORT on Linux and DragonFly, with "
-                                    "SO_REUSEPORT_LB on FreeBSD; never on macOS.")
-    reuse_port_unix: bool = _f("options", "SO_REUSEPORT on AF_UNIX",
-                               "setsockopt(SO_REUSEPORT) on an AF_UNIX socket is accepted "
-                               "(newer Linux refuses with EOPNOTSUPP).")
-    defer_accept: bool = _f("options", "deferred accept",
-                            "listen(defer_accept=SECONDS) works: Linux TCP_DEFER_ACCEPT "
-                            "(probed), BSD accept filter 'dataready' loaded. "
-                            "Availability: Linux, FreeBSD, DragonFly, NetBSD.")
-    accept_filters: tuple[str, ...] = _f("options", "accept filters loaded",
-                                         "BSD accept filters (SO_ACCEPTFILTER) that install "
-                                         "on a listener (probed). Availability: FreeBSD, "
-                                         "DragonFly, NetBSD.")
-    tcp_fastopen: bool = _f("options", "TCP_FASTOPEN option",
-                            "setsockopt(TCP_FASTOPEN) is accepted on a listener (probed).")
-    tcp_fastopen_sysctl: int | None = _f("options", "TCP Fast Open sysctl",
-                                         "Raw net.ipv4.tcp_fastopen (Linux), "
-                                         "net.inet.tcp.fastopen.server_enable (FreeBSD), "
-                                         "net.inet.tcp.fastopen (macOS).")
-    tcp_fastopen_server: bool = _f("options", "TCP Fast Open (server)",
-                                   "Servers can use TFO: the option is accepted and the "
-                                   "sysctl enables the server side (Linux bit 0x2): "
-                                   "listen(fast_open=N). Availability: Linux, FreeBSD, macOS.")
+    reuse_port: bool = dataclasses.field(metadata=_m(
+        "options", "SO_REUSEPORT",
+        "Two TCP listeners with SO_REUSEPORT bind one 127.0.0.1 port (probed): "
+        "listen(reuse_port=True)."))
+    reuse_port_lb: bool = dataclasses.field(metadata=_m(
+        "options", "SO_REUSEPORT_LB",
+        "The load-balancing SO_REUSEPORT_LB works (probed): listen(reuse_port_lb=True). "
+        "Availability: FreeBSD 12+."))
+    reuse_port_balancing: bool = dataclasses.field(metadata=_m(
+        "options", "port sharing balances load",
+        "Connections are spread over listeners sharing a port: with SO_REUSEPORT on Linux"
+        " and DragonFly, with SO_REUSEPORT_LB on FreeBSD; never on macOS."))
+    reuse_port_unix: bool = dataclasses.field(metadata=_m(
+        "options", "SO_REUSEPORT on AF_UNIX",
+        "setsockopt(SO_REUSEPORT) on an AF_UNIX socket is accepted (newer Linux refuses "
+        "with EOPNOTSUPP)."))
+    defer_accept: bool = dataclasses.field(metadata=_m(
+        "options", "deferred accept",
+        "listen(defer_accept=SECONDS) works: Linux TCP_DEFER_ACCEPT (probed), BSD accept "
+        "filter 'dataready' loaded. Availability: Linux, FreeBSD, DragonFly, NetBSD."))
+    accept_filters: tuple[str, ...] = dataclasses.field(metadata=_m(
+        "options", "accept filters loaded",
+        "BSD accept filters (SO_ACCEPTFILTER) that install on a listener (probed). "
+        "Availability: FreeBSD, DragonFly, NetBSD."))
+    tcp_fastopen: bool = dataclasses.field(metadata=_m(
+        "options", "TCP_FASTOPEN option",
+        "setsockopt(TCP_FASTOPEN) is accepted on a listener (probed)."))
+    tcp_fastopen_sysctl: int | None = dataclasses.field(metadata=_m(
+        "options", "TCP Fast Open sysctl",
+        "Raw net.ipv4.tcp_fastopen (Linux), net.inet.tcp.fastopen.server_enable "
+        "(FreeBSD), net.inet.tcp.fastopen (macOS)."))
+    tcp_fastopen_server: bool = dataclasses.field(metadata=_m(
+        "options", "TCP Fast Open (server)",
+        "Servers can use TFO: the option is accepted and the sysctl enables the server "
+        "side (Linux bit 0x2): listen(fast_open=N). Availability: Linux, FreeBSD, macOS."))
 
-    ipv6: bool = _f("families", "IPv6", "An AF_INET6 socket binds ::1 (probed).")
-    dualstack_ipv6: bool = _f("families", "dual-stack IPv6",
-                              "socket.has_dualstack_ipv6(): one AF_INET6 socket can take "
-                              "IPv4 too (IPV6_V6ONLY off).")
-    af_unix: bool = _f("families", "AF_UNIX", "AF_UNIX stream sockets can be created (probed).")
-    abstract_unix: bool = _f("families", "abstract AF_UNIX names",
-                             "An AF_UNIX socket binds a name starting with NUL (probed). "
-                             "Availability: Linux.")
-    unix_seqpacket: bool = _f("families", "AF_UNIX SOCK_SEQPACKET",
-                              "socketpair(AF_UNIX, SOCK_SEQPACKET) works (probed).")
+    ipv6: bool = dataclasses.field(metadata=_m(
+        "families", "IPv6",
+        "An AF_INET6 socket binds ::1 (probed)."))
+    dualstack_ipv6: bool = dataclasses.field(metadata=_m(
+        "families", "dual-stack IPv6",
+        "socket.has_dualstack_ipv6(): one AF_INET6 socket can take IPv4 too (IPV6_V6ONLY "
+        "off)."))
+    af_unix: bool = dataclasses.field(metadata=_m(
+        "families", "AF_UNIX",
+        "AF_UNIX stream sockets can be created (probed)."))
+    abstract_unix: bool = dataclasses.field(metadata=_m(
+        "families", "abstract AF_UNIX names",
+        "An AF_UNIX socket binds a name starting with NUL (probed). Availability: Linux."))
+    unix_seqpacket: bool = dataclasses.field(metadata=_m(
+        "families", "AF_UNIX SOCK_SEQPACKET",
+        "socketpair(AF_UNIX, SOCK_SEQPACKET) works (probed)."))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready types (tuples become lists): json.dumps() takes it."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
@@ -519,9 +555,9 @@ def _ports(live: _Live) -> tuple[int, int] | None:
         except ValueError:
             return None
         return first, last
-    first = sysctl_int("net.inet.ip.portrange.first")
-    last = sysctl_int("net.inet.ip.portrange.last")
-    return None if first is None or last is None else (first, last)
+    low = sysctl_int("net.inet.ip.portrange.first")
+    high = sysctl_int("net.inet.ip.portrange.last")
+    return None if low is None or high is None else (low, high)
 
 
 def capabilities() -> Capabilities:

@@ -53,14 +53,14 @@ except OSError as _e:
     # else (a misspelt sysctl, a value the kernel rejects) is the test's error
     _denied = _e.errno in (1, 13, 30)  # EPERM, EACCES, EROFS
     print(f"netns setup {'failed' if _denied else 'error'}: {_e}", file=sys.stderr)
-    sys.exit(%d if _denied else 1)
+    sys.exit(__SETUP_FAILED__ if _denied else 1)
 del _spec["sysctls"]
 sys.argv = [sys.argv[0]]
 if _spec.get("argv") is not None:
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, *_spec["argv"]])
 exec(compile(_spec["code"], "<netns>", "exec"), {"__name__": "__main__"})
-""" % _SETUP_FAILED
+""".replace("__SETUP_FAILED__", str(_SETUP_FAILED))
 
 
 @functools.cache
@@ -74,7 +74,7 @@ def netns_skip_reason() -> str | None:
         return "no unshare(1) on PATH"
     try:
         r = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True,
-                           timeout=20)
+                           timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare -n failed: {exc}"
     if r.returncode != 0:
@@ -103,7 +103,7 @@ def run_in_netns(code: str | None = None, *, argv: list[str] | None = None,
     with tempfile.TemporaryDirectory() as cwd:
         r = subprocess.run(
             ["unshare", "-n", "--", sys.executable, "-c", _PRELUDE, json.dumps(spec)],
-            capture_output=True, text=True, timeout=timeout, cwd=cwd)
+            capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
     if r.returncode == _SETUP_FAILED and "netns setup failed" in r.stderr:
         pytest.skip(r.stderr.strip())
     return r

@@ -11,8 +11,8 @@ import socket
 import sys
 
 import pytest
-
 from _netns import run_in_netns
+
 from fastsock import _options
 from fastsock.capabilities import capabilities
 from fastsock.errors import UnsupportedOptionError
