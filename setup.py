@@ -19,6 +19,9 @@ setup(
             "binding": True,
             "embedsignature": True,
             "freethreading_compatible": True,
+            # No module-level __test__ dict: the module's names are exactly the
+            # ones _core.pyi declares (mypy.stubtest checks this).
+            "autotestdict": False,
         },
     ),
 )
