@@ -4,7 +4,7 @@
     python -m fastsock check [HOST:PORT] --backlog N [--json]
 
 Exit status: 0 fine; 1 ``check``: the kernel would not honour the backlog;
-2 an error (bad arguments, unknown host, port in use, no compiled core).
+2 an error (bad arguments, unknown host, port in use).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import Any, NoReturn
 
-from fastsock.capabilities import (
+from fastsock._capabilities import (
     _BSDS,
     TFO_SERVER_SYSCTL,
     Capabilities,
@@ -215,15 +215,12 @@ def _report(caps: Capabilities, as_json: bool, version: str | None) -> int:
     import dataclasses
 
     checks, error = [], None
-    if caps.core_available:
-        for backlog in _SELF_CHECK_BACKLOGS:
-            try:
-                checks.append(live_listen(socket.AF_INET, ("127.0.0.1", 0), backlog, caps))
-            except OSError as exc:
-                error = f"cannot listen on 127.0.0.1: {exc}"
-                break
-    else:
-        error = "the compiled core fastsock._core cannot be imported"
+    for backlog in _SELF_CHECK_BACKLOGS:
+        try:
+            checks.append(live_listen(socket.AF_INET, ("127.0.0.1", 0), backlog, caps))
+        except OSError as exc:
+            error = f"cannot listen on 127.0.0.1: {exc}"
+            break
     if as_json:
         print(json.dumps({"fastsock": version, "capabilities": caps.to_dict(),
                           "self_check": checks, "self_check_error": error}, indent=2))
@@ -250,8 +247,6 @@ def _report(caps: Capabilities, as_json: bool, version: str | None) -> int:
 def _check(caps: Capabilities, address: str, backlog_text: str, as_json: bool) -> int:
     backlog = _backlog_arg(backlog_text)
     family, sockaddr = _resolve(address)
-    if not caps.core_available:
-        raise _UsageError("the compiled core fastsock._core cannot be imported")
     try:
         r = live_listen(family, sockaddr, backlog, caps)
     except OSError as exc:

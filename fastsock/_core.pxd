@@ -95,6 +95,9 @@ cdef extern from "fs_backlog.h" nogil:
         const char *name
         long long storage_max
         int zero_is_maximum
+        int capacity_num
+        int capacity_den
+        int capacity_add
         const char *knob
     ctypedef struct fs_backlog_plan_t:
         long long passed

@@ -1,9 +1,16 @@
 """Type stub for the compiled core, fastsock._core (hand-written; Cython makes none)."""
 
 import os
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypedDict
 
 _Address: TypeAlias = tuple[Any, ...] | str | bytes | bytearray | os.PathLike[str] | os.PathLike[bytes]
+
+class _BacklogRules(TypedDict):
+    name: str
+    storage_max: int
+    zero_is_maximum: bool
+    capacity: tuple[int, int, int]
+    knob: str
 
 PLATFORM: Final[str]
 SOMAXCONN: Final[int]
@@ -34,3 +41,4 @@ def encode_address(family: int, address: _Address) -> bytes: ...
 def decode_address(family: int, raw: bytes | bytearray | memoryview) -> Any: ...
 def somaxconn() -> tuple[int, str]: ...
 def plan_backlog(rules: str, backlog: int | None, maximum: int) -> tuple[int, int, int, int]: ...
+def backlog_rules(name: str | None = None) -> _BacklogRules: ...

@@ -611,3 +611,26 @@ def accept_many(int fd, int family, int max, timeout=None):
             close(item[0])
         raise
     return result
+
+
+# ---- backlog rule sets -------------------------------------------------------
+
+def backlog_rules(str name=None):
+    """The backlog rule set ``name`` (one of ``RULES``; default: the running
+    kernel's, ``BACKLOG_RULES``) as a dict, read from the table in
+    csrc/fs_backlog.c (``fs_backlog_rules_get()``): ``name``; ``storage_max``,
+    the largest backlog the kernel can store; ``zero_is_maximum``, whether
+    listen(fd, 0) asks for the maximum; ``capacity`` ``(num, den, add)``, the
+    completed connections a queue holds being ``max(1, backlog * num // den +
+    add)``; ``knob``, what raises the limit.  An unknown name raises
+    ``ValueError``.  Availability: all platforms.
+    """
+    if name is None:
+        name = BACKLOG_RULES
+    if name not in RULES:
+        raise ValueError(f"unknown rule set {name!r}; expected one of {RULES}")
+    cdef const fs_backlog_rules *r = fs_backlog_rules_get(RULES.index(name))
+    return {"name": r.name.decode(), "storage_max": r.storage_max,
+            "zero_is_maximum": bool(r.zero_is_maximum),
+            "capacity": (r.capacity_num, r.capacity_den, r.capacity_add),
+            "knob": r.knob.decode()}

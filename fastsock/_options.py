@@ -27,10 +27,10 @@ naming the capability as ``fastsock.has()`` knows it; never a silent no-op.
 from __future__ import annotations
 
 import errno
-import importlib
 import socket
 from types import ModuleType
 
+from fastsock import _core
 from fastsock.errors import UnsupportedOptionError
 
 __all__ = ["apply_after_listen", "apply_before_bind", "validate"]
@@ -62,9 +62,10 @@ def validate(*, reuse_port: bool = False, reuse_port_lb: bool = False,
 
 
 def _caps() -> ModuleType:
-    """The fastsock.capabilities module (platform facts), imported on first need:
-    ``fastsock.capabilities`` the attribute may be the function of that name."""
-    return importlib.import_module("fastsock.capabilities")
+    """fastsock._capabilities (platform facts and probes), imported on first need
+    so that ``import fastsock`` does not load it."""
+    from fastsock import _capabilities
+    return _capabilities
 
 
 def _refused(capability: str, what: str, exc: OSError | None = None) -> UnsupportedOptionError:
@@ -97,7 +98,7 @@ def _tcp_plan(sock: socket.socket, defer_accept: int | None,
     """[(moment, level, option, value, capability, description)] for the TCP
     options, raising UnsupportedOptionError for any this system cannot honour."""
     caps = _caps()
-    platform = caps.platform_name()
+    platform = _core.PLATFORM
     plan: list[_Step] = []
     wanted = [(n, v) for n, v in (("defer_accept", defer_accept), ("fast_open", fast_open))
               if v is not None]
@@ -169,10 +170,10 @@ def apply_before_bind(sock: socket.socket, *, reuse_port: bool = False, reuse_po
                     + (" on AF_UNIX sockets" if unix else ""))
     if reuse_port_lb:
         opt = getattr(socket, "SO_REUSEPORT_LB", None) or \
-            _caps().SO_REUSEPORT_LB.get(_caps().platform_name())
+            _caps().SO_REUSEPORT_LB.get(_core.PLATFORM)
         if opt is None:
             hint = "; reuse_port=True already balances load here" \
-                if _caps().platform_name() in _caps()._REUSEPORT_BALANCES else ""
+                if _core.PLATFORM in _caps()._REUSEPORT_BALANCES else ""
             raise _refused("reuse_port_lb", "reuse_port_lb: this system has no "
                            f"SO_REUSEPORT_LB (FreeBSD 12+){hint}")
         _setsockopt(sock, socket.SOL_SOCKET, opt, 1, "reuse_port_lb",

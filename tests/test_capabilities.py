@@ -18,7 +18,7 @@ import pytest
 from _netns import run_in_netns
 
 from fastsock import _core
-from fastsock.capabilities import _RULES, Capabilities, capabilities, has, queue_capacity
+from fastsock._capabilities import Capabilities, capabilities, has, queue_capacity
 
 LINUX = sys.platform.startswith("linux")
 linux_only = pytest.mark.skipif(not LINUX, reason="reads Linux /proc/sys")
@@ -67,10 +67,10 @@ def test_import_does_no_work(tmp_path):
         "        made.append(a); super().__init__(*a, **k)\n"
         "socket.socket = Counting\n"
         "import fastsock\n"
-        "assert 'fastsock.capabilities' not in sys.modules, 'imported by fastsock'\n"
-        "import fastsock.capabilities\n"
+        "assert 'fastsock._capabilities' not in sys.modules, 'imported by fastsock'\n"
+        "import fastsock._capabilities\n"
         "assert made == [], made\n"
-        "fastsock.capabilities.capabilities()\n"
+        "fastsock._capabilities.capabilities()\n"
         "assert made, 'the probes should have made sockets'\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -95,12 +95,24 @@ def test_read_at_call_time_not_cached():
 
 def test_facade_exports_capabilities_and_has():
     import fastsock
-    import fastsock.capabilities as mod  # binding the submodule must not break the call
 
-    assert mod is not None
     assert isinstance(fastsock.capabilities(), Capabilities)
     assert fastsock.has("af_unix") is capabilities().af_unix
     assert fastsock.Capabilities is Capabilities
+
+
+def test_facade_loads_capabilities_lazily(tmp_path):
+    code = (
+        "import sys\n"
+        "import fastsock\n"
+        "assert 'fastsock._capabilities' not in sys.modules, 'loaded by import fastsock'\n"
+        "caps = fastsock.capabilities()\n"
+        "from fastsock._capabilities import Capabilities\n"
+        "assert isinstance(caps, Capabilities), type(caps)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path, check=False)
+    assert r.returncode == 0, r.stderr
 
 
 # ---- has() -----------------------------------------------------------------
@@ -130,7 +142,6 @@ def test_platform_facts(caps):
     assert caps.platform == _core.PLATFORM
     assert caps.sys_platform == sys.platform
     assert caps.kernel_release == os.uname().release
-    assert caps.core_available is True
     assert caps.compile_time_somaxconn == socket.SOMAXCONN
     assert caps.backlog_rules == _core.BACKLOG_RULES
     assert caps.accept4 is bool(_core.HAVE_ACCEPT4)
@@ -156,14 +167,31 @@ def test_socket_type_flags_work_when_reported(caps, flag):
 
 # ---- backlog ----------------------------------------------------------------
 
-def test_python_rule_table_mirrors_the_core():
-    assert set(_RULES) == set(_core.RULES)
+def test_core_rule_table_agrees_with_the_core_plan():
+    assert {_core.backlog_rules(r)["name"] for r in _core.RULES} == set(_core.RULES)
     for rules in _core.RULES:
         passed = _core.plan_backlog(rules, None, 2**62)[0]
-        assert passed == _RULES[rules][0], rules
+        assert passed == _core.backlog_rules(rules)["storage_max"], rules
+        num, den, add = _core.backlog_rules(rules)["capacity"]
         for backlog in (0, 1, 2, 3, 100, 4096):
             expected = _core.plan_backlog(rules, backlog, 2**30)[2]
             assert queue_capacity(backlog, rules) == expected, (rules, backlog)
+            if backlog:
+                assert expected == max(1, backlog * num // den + add), (rules, backlog)
+
+
+def test_core_backlog_rules_default_and_errors(caps):
+    running = _core.backlog_rules()
+    assert running == _core.backlog_rules(_core.BACKLOG_RULES)
+    assert set(running) == {"name", "storage_max", "zero_is_maximum", "capacity", "knob"}
+    assert running["name"] == caps.backlog_rules
+    assert running["storage_max"] == caps.backlog_storage_max
+    if caps.somaxconn_knob is not None:
+        assert caps.somaxconn_knob == running["knob"]
+    with pytest.raises(ValueError, match="windows"):
+        _core.backlog_rules("windows")
+    with pytest.raises(TypeError):
+        _core.backlog_rules(b"linux")  # type: ignore[arg-type]
 
 
 @linux_only
@@ -423,7 +451,7 @@ _NS_SYSCTLS = {
 _NS_SNIPPET = r"""
 import json, os, socket, warnings
 from fastsock import _core
-from fastsock.capabilities import capabilities
+from fastsock._capabilities import capabilities
 caps = capabilities()
 fd = _core.socket(socket.AF_INET, socket.SOCK_STREAM)
 _core.bind(fd, socket.AF_INET, ("127.0.0.1", 0))

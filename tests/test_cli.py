@@ -15,7 +15,7 @@ import pytest
 from _netns import run_in_netns
 
 from fastsock.__main__ import main, parse_address
-from fastsock.capabilities import Capabilities, capabilities, queue_capacity
+from fastsock._capabilities import Capabilities, capabilities, queue_capacity
 
 LINUX = sys.platform.startswith("linux")
 

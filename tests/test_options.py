@@ -14,7 +14,7 @@ import pytest
 from _netns import run_in_netns
 
 from fastsock import _options
-from fastsock.capabilities import capabilities
+from fastsock._capabilities import capabilities
 from fastsock.errors import UnsupportedOptionError
 
 LINUX = sys.platform.startswith("linux")

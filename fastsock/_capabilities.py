@@ -8,9 +8,9 @@ socket try the real operation on a throwaway socket (on loopback where an
 address is needed) and close it; a constant that exists but is refused by the
 kernel reads as unsupported.
 
-Facts about the compiled core (``PLATFORM``, ``HAVE_*``, live ``somaxconn()``)
-come from ``fastsock._core``; if it cannot be imported the stdlib ``socket``
-module stands in and ``core_available`` is False.
+Facts the compiled core owns are read from ``fastsock._core``, never restated
+here: ``PLATFORM``, ``HAVE_*``, the live ``somaxconn()`` and the backlog rule set
+(``backlog_rules()``, the table in csrc/fs_backlog.c).
 """
 
 from __future__ import annotations
@@ -19,42 +19,25 @@ import dataclasses
 import os
 import socket
 import sys
-import types
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
+
+from fastsock import _core
 
 __all__ = ["Capabilities", "capabilities", "has"]
 
 _INT_MAX = 2**31 - 1
 
-# ---- platform facts (said once here; _options.py and the CLI read them) ------
+# ---- platform facts the core does not hold (said once here; _options.py and
+# the CLI read them) -------------------------------------------------------------
 
-# Backlog rule sets, mirroring csrc/fs_backlog.c (a contract test holds the two
-# together): storage limit, queue capacity = backlog * num // den + add (>= 1),
-# the sysctl that raises the limit, what a raw 0 and a raw negative backlog
-# mean to the kernel (fastsock itself never passes either; see listen()).
-_RULES = {
-    "linux": (_INT_MAX, (1, 1, 1), "net.core.somaxconn", "queue of 1",
-              "maximum (net.core.somaxconn)"),
-    "linux-pre-4.1": (65535, (1, 1, 1), "net.core.somaxconn", "queue of 1",
-                      "maximum (net.core.somaxconn)"),
-    "freebsd": (_INT_MAX, (3, 2, 0), "kern.ipc.soacceptqueue", "queue of 1",
-                "maximum (kern.ipc.soacceptqueue)"),
-    "macos": (32767, (1, 1, 0), "kern.ipc.somaxconn", "maximum (kern.ipc.somaxconn)",
-              "maximum (kern.ipc.somaxconn)"),
-    "posix": (_INT_MAX, (1, 1, 0), None, "implementation-defined minimum",
-              "implementation-defined (POSIX: as 0)"),
-}
-_RULES_OF_PLATFORM = {"linux": "linux", "freebsd": "freebsd", "dragonfly": "freebsd",
-                      "macos": "macos"}
-_CAPACITY_TEXT = {(1, 1, 1): "backlog + 1", (3, 2, 0): "backlog * 3 / 2",
-                  (1, 1, 0): "backlog"}
-_SOMAXCONN_SYSCTL = {"freebsd": "kern.ipc.soacceptqueue", "dragonfly": "kern.ipc.somaxconn",
-                     "macos": "kern.ipc.somaxconn", "netbsd": "kern.ipc.somaxconn",
-                     "openbsd": "kern.ipc.somaxconn"}
-_SOMAXCONN_PROC = "/proc/sys/net/core/somaxconn"
-_COMPILE_TIME = "SOMAXCONN (compile-time)"
+# The "posix" rule set describes no particular kernel: its knob is the compile-time
+# SOMAXCONN, not a sysctl, and a raw 0 or negative backlog is implementation-defined.
+# The other rule sets' kernels take a raw negative backlog as the maximum (fastsock
+# passes 0 instead, so the C rules do not hold this fact).
+_GENERIC_RULES = "posix"
+_COMPILE_TIME = "SOMAXCONN (compile-time)"  # _core.somaxconn()'s source when not read live
 _BSDS = ("freebsd", "dragonfly", "netbsd")  # accept filters (accept_filter(9))
 # Socket option numbers the stdlib socket module may not export.
 SO_REUSEPORT_LB = {"freebsd": 0x10000}          # FreeBSD 12+: <sys/socket.h>
@@ -69,66 +52,33 @@ TFO_SERVER_SYSCTL = {"linux": ("net.ipv4.tcp_fastopen", 0x2),
 _REUSEPORT_BALANCES = ("linux", "dragonfly")
 
 
-def _core() -> types.ModuleType | None:
-    try:
-        from fastsock import _core
-    except ImportError:
-        return None
-    return _core
-
-
-def platform_name() -> str:
-    """fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, openbsd, other."""
-    core = _core()
-    if core is not None:
-        return str(core.PLATFORM)
-    p = sys.platform
-    for name in ("linux", "freebsd", "dragonfly", "netbsd", "openbsd"):
-        if p.startswith(name):
-            return name
-    return "macos" if p == "darwin" else "other"
-
-
-def rules_name(platform: str | None = None) -> str:
-    """The backlog rule set of the running kernel (Linux < 4.1 told apart by uname)."""
-    platform = platform or platform_name()
-    rules = _RULES_OF_PLATFORM.get(platform, "posix")
-    if rules == "linux":
-        try:
-            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-        except ValueError:
-            return rules
-        if (major, minor) < (4, 1):
-            return "linux-pre-4.1"
-    return rules
-
-
 def queue_capacity(backlog: int, rules: str | None = None) -> int:
-    """Completed connections a queue with this backlog holds (Linux: backlog + 1)."""
-    num, den, add = _RULES[rules or rules_name()][1]
-    return max(1, backlog * num // den + add)
+    """Completed connections a queue with this backlog holds under the rule set
+    (default: the running kernel's); Linux: backlog + 1."""
+    return _core.plan_backlog(rules or _core.BACKLOG_RULES, backlog, _INT_MAX)[2]
 
 
-def read_proc(path: str) -> str | None:
-    """The stripped text of a /proc file, or None where it cannot be read."""
+def _capacity_text(num: int, den: int, add: int) -> str:
+    """(1, 1, 1) -> 'backlog + 1', (3, 2, 0) -> 'backlog * 3 / 2'."""
+    return ("backlog" + (f" * {num}" if num != 1 else "") + (f" / {den}" if den != 1 else "")
+            + (f" + {add}" if add else ""))
+
+
+def _proc_sys(name: str) -> list[int] | None:
+    """The integers in /proc/sys/NAME (dots as slashes), or None where unreadable."""
     try:
-        with open(path, encoding="ascii") as f:
-            return f.read().strip()
+        with open("/proc/sys/" + name.replace(".", "/"), encoding="ascii") as f:
+            return [int(x) for x in f.read().split()]
     except (OSError, ValueError):
         return None
 
 
-def _proc_int(path: str) -> int | None:
-    text = read_proc(path)
-    try:
-        return None if text is None else int(text)
-    except ValueError:
-        return None
-
-
 def sysctl_int(name: str) -> int | None:
-    """An integer sysctl via sysctlbyname(3), or None where there is none.
-    Availability: macOS, FreeBSD, DragonFly, NetBSD."""
+    """An integer sysctl, or None where there is none: /proc/sys on Linux,
+    sysctlbyname(3) on macOS, FreeBSD, DragonFly and NetBSD."""
+    if _core.PLATFORM == "linux":
+        values = _proc_sys(name)
+        return values[0] if values is not None and len(values) == 1 else None
     import ctypes
 
     try:
@@ -137,38 +87,16 @@ def sysctl_int(name: str) -> int | None:
         return None
     buf = ctypes.create_string_buffer(8)
     size = ctypes.c_size_t(8)
-    if fn(name.encode(), buf, ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
-        return None
-    if size.value not in (4, 8):
+    if fn(name.encode(), buf, ctypes.byref(size), None, ctypes.c_size_t(0)) != 0 \
+            or size.value not in (4, 8):
         return None
     return int.from_bytes(buf.raw[: size.value], sys.byteorder, signed=True)
 
 
-def somaxconn() -> tuple[int, str]:
-    """The live maximum backlog and where it was read (the core's answer when it imports)."""
-    core = _core()
-    if core is not None:
-        value, source = core.somaxconn()
-        return int(value), str(source)
-    v = _proc_int(_SOMAXCONN_PROC) if platform_name() == "linux" else None
-    if v is not None and v > 0:
-        return v, _SOMAXCONN_PROC
-    name = _SOMAXCONN_SYSCTL.get(platform_name())
-    v = sysctl_int(name) if name else None
-    if name and v is not None and v > 0:
-        return v, name
-    return socket.SOMAXCONN, _COMPILE_TIME
-
-
 def tfo_server_sysctl() -> int | None:
     """The raw value of this platform's server-side TCP Fast Open sysctl, or None."""
-    entry = TFO_SERVER_SYSCTL.get(platform_name())
-    if entry is None:
-        return None
-    name = entry[0]
-    if platform_name() == "linux":
-        return _proc_int("/proc/sys/" + name.replace(".", "/"))
-    return sysctl_int(name)
+    entry = TFO_SERVER_SYSCTL.get(_core.PLATFORM)
+    return None if entry is None else sysctl_int(entry[0])
 
 
 def accept_filter_arg(name: str) -> bytes:
@@ -176,20 +104,16 @@ def accept_filter_arg(name: str) -> bytes:
     return name.encode("ascii").ljust(256, b"\0")
 
 
-# ---- probes: one throwaway socket each, closed in finally -------------------
+# ---- probes: throwaway sockets, closed before the probe returns ----------------
 
 def _try(family: int, type_: int, setup: Callable[[socket.socket], object]) -> bool:
-    """Create a socket, run setup(sock); True if nothing raised OSError."""
-    s = None
+    """Create a socket, run setup(sock), close it; True if nothing raised OSError."""
     try:
-        s = socket.socket(family, type_)
-        setup(s)
+        with socket.socket(family, type_) as s:
+            setup(s)
         return True
     except OSError:
         return False
-    finally:
-        if s is not None:
-            s.close()
 
 
 def _listening_loopback(s: socket.socket, backlog: int = 1) -> None:
@@ -199,78 +123,49 @@ def _listening_loopback(s: socket.socket, backlog: int = 1) -> None:
 
 def _same_port_pair(opt: int) -> bool:
     """Two TCP listeners with socket option ``opt`` on one 127.0.0.1 port."""
-    a = b = None
     try:
-        a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        a.setsockopt(socket.SOL_SOCKET, opt, 1)
-        _listening_loopback(a)
-        b = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        b.setsockopt(socket.SOL_SOCKET, opt, 1)
-        b.bind(a.getsockname())
-        b.listen(1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as a, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b:
+            a.setsockopt(socket.SOL_SOCKET, opt, 1)
+            _listening_loopback(a)
+            b.setsockopt(socket.SOL_SOCKET, opt, 1)
+            b.bind(a.getsockname())
+            b.listen(1)
         return True
     except OSError:
         return False
-    finally:
-        for s in (a, b):
-            if s is not None:
-                s.close()
 
 
 class _Live:
     """One reading of the system; each fact computed at most once per reading."""
 
     @cached_property
-    def platform(self) -> str:
-        return platform_name()
-
-    @cached_property
-    def core(self) -> types.ModuleType | None:
-        return _core()
-
-    @cached_property
-    def rules(self) -> str:
-        return rules_name(self.platform)
-
-    def _flag(self, core_name: str, stdlib_name: str) -> bool:
-        if self.core is not None:
-            return bool(getattr(self.core, core_name))
-        return hasattr(socket, stdlib_name)
-
-    @cached_property
     def accept4(self) -> bool:
-        if self.core is not None:
-            return bool(self.core.HAVE_ACCEPT4)
-        return self.platform in ("linux", "freebsd", "dragonfly", "netbsd", "openbsd") \
-            and hasattr(socket, "SOCK_CLOEXEC")
+        return bool(_core.HAVE_ACCEPT4)
 
-    def _type_flag(self, core_name: str, stdlib_name: str) -> bool:
+    @staticmethod
+    def _type_flag(built: bool, stdlib_name: str) -> bool:
         flag = getattr(socket, stdlib_name, None)
-        return self._flag(core_name, stdlib_name) and flag is not None and _try(
+        return built and flag is not None and _try(
             socket.AF_INET, socket.SOCK_STREAM | flag, lambda s: None)
 
     @cached_property
     def sock_cloexec(self) -> bool:
-        return self._type_flag("HAVE_SOCK_CLOEXEC", "SOCK_CLOEXEC")
+        return self._type_flag(_core.HAVE_SOCK_CLOEXEC, "SOCK_CLOEXEC")
 
     @cached_property
     def sock_nonblock(self) -> bool:
-        return self._type_flag("HAVE_SOCK_NONBLOCK", "SOCK_NONBLOCK")
+        return self._type_flag(_core.HAVE_SOCK_NONBLOCK, "SOCK_NONBLOCK")
 
     @cached_property
     def _readback(self) -> tuple[int | None, tuple[int, int] | None]:
         """(effective backlog, accept queue) read back from a listen(7) probe."""
-        core = self.core
-        if core is None:
-            return None, None
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            _listening_loopback(s, 7)
-            return core.effective_backlog(s.fileno()), core.accept_queue(s.fileno())
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                _listening_loopback(s, 7)
+                return _core.effective_backlog(s.fileno()), _core.accept_queue(s.fileno())
         except OSError:
             return None, None
-        finally:
-            s.close()
 
     @cached_property
     def backlog_readback(self) -> bool:
@@ -287,14 +182,12 @@ class _Live:
 
     @cached_property
     def reuse_port_lb(self) -> bool:
-        opt = getattr(socket, "SO_REUSEPORT_LB", None) or SO_REUSEPORT_LB.get(self.platform)
+        opt = getattr(socket, "SO_REUSEPORT_LB", None) or SO_REUSEPORT_LB.get(_core.PLATFORM)
         return opt is not None and _same_port_pair(opt)
 
     @cached_property
     def reuse_port_balancing(self) -> bool:
-        if self.platform in _REUSEPORT_BALANCES:
-            return self.reuse_port
-        return self.reuse_port_lb
+        return self.reuse_port if _core.PLATFORM in _REUSEPORT_BALANCES else self.reuse_port_lb
 
     @cached_property
     def reuse_port_unix(self) -> bool:
@@ -305,22 +198,20 @@ class _Live:
 
     @cached_property
     def accept_filters(self) -> tuple[str, ...]:
-        opt = SO_ACCEPTFILTER.get(self.platform)
+        opt = SO_ACCEPTFILTER.get(_core.PLATFORM)
         if opt is None:
             return ()
 
-        def installer(name: str) -> Callable[[socket.socket], None]:
-            def install(s: socket.socket) -> None:
-                _listening_loopback(s)  # filters attach to listening sockets only
-                s.setsockopt(socket.SOL_SOCKET, opt, accept_filter_arg(name))
-            return install
+        def install(name: str, s: socket.socket) -> None:
+            _listening_loopback(s)  # filters attach to listening sockets only
+            s.setsockopt(socket.SOL_SOCKET, opt, accept_filter_arg(name))
         return tuple(n for n in ACCEPT_FILTERS
-                     if _try(socket.AF_INET, socket.SOCK_STREAM, installer(n)))
+                     if _try(socket.AF_INET, socket.SOCK_STREAM, partial(install, n)))
 
     @cached_property
     def defer_accept(self) -> bool:
         opt = getattr(socket, "TCP_DEFER_ACCEPT", None)
-        if opt is not None and self.platform == "linux":
+        if opt is not None and _core.PLATFORM == "linux":
             def setup(s: socket.socket) -> None:
                 s.setsockopt(socket.IPPROTO_TCP, opt, 1)
                 if s.getsockopt(socket.IPPROTO_TCP, opt) <= 0:
@@ -345,7 +236,7 @@ class _Live:
 
     @cached_property
     def tcp_fastopen_server(self) -> bool:
-        entry = TFO_SERVER_SYSCTL.get(self.platform)
+        entry = TFO_SERVER_SYSCTL.get(_core.PLATFORM)
         value = self.tcp_fastopen_sysctl
         return (entry is not None and value is not None and bool(value & entry[1])
                 and self.tcp_fastopen)
@@ -366,7 +257,7 @@ class _Live:
 
     @cached_property
     def abstract_unix(self) -> bool:
-        if self.platform != "linux" or not self.af_unix:
+        if not (_core.HAVE_ABSTRACT_UNIX and self.af_unix):
             return False
         name = b"\0fastsock-probe-%d-%s" % (os.getpid(), os.urandom(8).hex().encode())
         return _try(socket.AF_UNIX, socket.SOCK_STREAM, lambda s: s.bind(name))
@@ -376,12 +267,11 @@ class _Live:
         if not self.af_unix or not hasattr(socket, "SOCK_SEQPACKET"):
             return False
         try:
-            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET):
+                s.close()
+            return True
         except OSError:
             return False
-        a.close()
-        b.close()
-        return True
 
 
 # ---- the record ------------------------------------------------------------
@@ -399,24 +289,17 @@ class Capabilities:
 
     platform: str = dataclasses.field(metadata=_m(
         "platform", "platform",
-        "fastsock's platform name: linux, freebsd, dragonfly, macos, netbsd, openbsd or "
-        "other (the compiled core's PLATFORM)."))
+        "fastsock's platform name, the compiled core's PLATFORM (e.g. linux, macos)."))
     sys_platform: str = dataclasses.field(metadata=_m(
         "platform", "sys.platform",
         "Python's sys.platform, for comparison."))
     kernel_release: str = dataclasses.field(metadata=_m(
         "platform", "kernel release",
         "The running kernel's release: os.uname().release (uname(2))."))
-    core_available: bool = dataclasses.field(metadata=_m(
-        "platform", "compiled core",
-        "fastsock._core imported; when False, stdlib socket facts stand in and nothing "
-        "can be read back."))
-
     somaxconn: int = dataclasses.field(metadata=_m(
         "backlog", "somaxconn",
-        "The live system maximum backlog: net.core.somaxconn of this network namespace "
-        "(Linux), kern.ipc.soacceptqueue (FreeBSD), kern.ipc.somaxconn (macOS, other "
-        "BSDs), else compile-time SOMAXCONN."))
+        "The live system maximum backlog, as fastsock._core.somaxconn() reads it now "
+        "(Linux: net.core.somaxconn of this network namespace)."))
     somaxconn_source: str = dataclasses.field(metadata=_m(
         "backlog", "somaxconn read from",
         "Where somaxconn was read: a /proc path, a sysctl name, or 'SOMAXCONN (compile-"
@@ -430,12 +313,11 @@ class Capabilities:
         "socket.SOMAXCONN, fixed when Python was built; not the limit in force."))
     backlog_rules: str = dataclasses.field(metadata=_m(
         "backlog", "backlog rules",
-        "fastsock's backlog rule set for this kernel: linux, linux-pre-4.1, freebsd, "
-        "macos or posix."))
+        "fastsock's backlog rule set for this kernel, one of fastsock._core.RULES."))
     backlog_storage_max: int = dataclasses.field(metadata=_m(
         "backlog", "backlog storage limit",
-        "The largest backlog the kernel can store: 2147483647 (C int; Linux >= 4.1, "
-        "FreeBSD), 65535 (Linux < 4.1), 32767 (macOS)."))
+        "The largest backlog the kernel can store (storage_max of "
+        "fastsock._core.backlog_rules(), the table in csrc/fs_backlog.c)."))
     default_backlog: int = dataclasses.field(metadata=_m(
         "backlog", "default backlog",
         "What fastsock.listen(backlog=None) uses: min(somaxconn, backlog_storage_max)."))
@@ -449,8 +331,8 @@ class Capabilities:
         " it as 0)."))
     queue_capacity: str = dataclasses.field(metadata=_m(
         "backlog", "accept queue holds",
-        "Completed connections the queue admits for a backlog: backlog + 1 (Linux), "
-        "backlog * 3 / 2 (FreeBSD), backlog (macOS)."))
+        "Completed connections the queue admits for a backlog, e.g. backlog + 1 on Linux "
+        "(capacity of fastsock._core.backlog_rules())."))
     backlog_readback: bool = dataclasses.field(metadata=_m(
         "backlog", "backlog read back",
         "The effective backlog can be read back from the kernel. Linux TCP: TCP_INFO; "
@@ -547,14 +429,10 @@ class Capabilities:
 _BOOLS = tuple(f.name for f in dataclasses.fields(Capabilities) if f.type == "bool")
 
 
-def _ports(live: _Live) -> tuple[int, int] | None:
-    if live.platform == "linux":
-        text = read_proc("/proc/sys/net/ipv4/ip_local_port_range")
-        try:
-            first, last = (int(x) for x in (text or "").split())
-        except ValueError:
-            return None
-        return first, last
+def _ports() -> tuple[int, int] | None:
+    if _core.PLATFORM == "linux":
+        values = _proc_sys("net.ipv4.ip_local_port_range")
+        return (values[0], values[1]) if values is not None and len(values) == 2 else None
     low = sysctl_int("net.inet.ip.portrange.first")
     high = sysctl_int("net.inet.ip.portrange.last")
     return None if low is None or high is None else (low, high)
@@ -568,32 +446,37 @@ def capabilities() -> Capabilities:
     opens no socket that outlives the call.  Availability: POSIX.
     """
     live = _Live()
-    value, source = somaxconn()
-    storage, capacity, knob, zero, negative = _RULES[live.rules]
-    linux = live.platform == "linux"
+    value, source = _core.somaxconn()
+    rules = _core.backlog_rules()
+    rule_set, storage, knob = rules["name"], rules["storage_max"], rules["knob"]
+    if rule_set == _GENERIC_RULES:
+        zero, negative = "implementation-defined minimum", "implementation-defined (POSIX: as 0)"
+    else:
+        negative = f"maximum ({knob})"
+        zero = negative if rules["zero_is_maximum"] \
+            else f"queue of {queue_capacity(0, rule_set)}"
+    linux = _core.PLATFORM == "linux"
     return Capabilities(
-        platform=live.platform,
+        platform=_core.PLATFORM,
         sys_platform=sys.platform,
         kernel_release=os.uname().release,
-        core_available=live.core is not None,
         somaxconn=value,
         somaxconn_source=source,
-        somaxconn_knob=knob if source != _COMPILE_TIME else None,
+        somaxconn_knob=None if rule_set == _GENERIC_RULES or source == _COMPILE_TIME else knob,
         compile_time_somaxconn=socket.SOMAXCONN,
-        backlog_rules=live.rules,
+        backlog_rules=rule_set,
         backlog_storage_max=storage,
         default_backlog=min(value, storage),
         zero_backlog_meaning=zero,
         negative_backlog_meaning=negative,
-        queue_capacity=_CAPACITY_TEXT[capacity],
-        tcp_max_syn_backlog=_proc_int("/proc/sys/net/ipv4/tcp_max_syn_backlog") if linux
-        else None,
-        tcp_syncookies=_proc_int("/proc/sys/net/ipv4/tcp_syncookies") if linux
-        else sysctl_int("net.inet.tcp.syncookies"),
-        ephemeral_port_range=_ports(live),
+        queue_capacity=_capacity_text(*rules["capacity"]),
+        tcp_max_syn_backlog=sysctl_int("net.ipv4.tcp_max_syn_backlog") if linux else None,
+        tcp_syncookies=sysctl_int("net.ipv4.tcp_syncookies" if linux
+                                  else "net.inet.tcp.syncookies"),
+        ephemeral_port_range=_ports(),
         tcp_fastopen_sysctl=live.tcp_fastopen_sysctl,
         accept_filters=live.accept_filters,
-        **{name: getattr(live, name) for name in _BOOLS if name != "core_available"},
+        **{name: getattr(live, name) for name in _BOOLS},
     )
 
 
@@ -607,18 +490,5 @@ def has(name: str) -> bool:
     if name not in _BOOLS:
         raise ValueError(f"unknown capability {name!r}; expected one of: "
                          + ", ".join(_BOOLS))
-    if name == "core_available":
-        return _core() is not None
     return bool(getattr(_Live(), name))
 
-
-class _CallableModule(types.ModuleType):
-    """``fastsock.capabilities`` names the function, but importing this submodule
-    binds the module to that attribute of the package; calling the module
-    calls the function, so ``fastsock.capabilities()`` works either way."""
-
-    def __call__(self) -> Capabilities:
-        return capabilities()
-
-
-sys.modules[__name__].__class__ = _CallableModule
