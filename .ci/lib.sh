@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers sourced by the .ci scripts (bash).  Not a script of its own.
 
 CI_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,14 +12,17 @@ die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # free-threaded or dev builds), then at pythonX.Y on PATH (a pyenv shim for a
 # version that is not selected fails the check and is skipped).
 find_python() {
-    local want=$1 root="" cand
-    local -a cands=()
+    local want=$1 root="" cand re
+    local -a found=() cands=()
     if command -v pyenv >/dev/null 2>&1; then root=$(pyenv root 2>/dev/null || true); fi
     root=${root:-${PYENV_ROOT:-$HOME/.pyenv}}
-    while IFS= read -r cand; do
-        cands+=("$cand")
-    done < <(ls -d "$root"/versions/"$want".*/bin/python"$want" 2>/dev/null \
-        | grep -E "/versions/${want//./\\.}\.[0-9]+/bin/" | sort -rV)
+    re="/versions/${want//./\\.}\\.[0-9]+/bin/python${want//./\\.}\$"
+    for cand in "$root"/versions/"$want".*/bin/python"$want"; do
+        if [[ -x $cand && $cand =~ $re ]]; then found+=("$cand"); fi
+    done
+    if ((${#found[@]} > 0)); then
+        mapfile -t cands < <(printf '%s\n' "${found[@]}" | sort -rV)
+    fi
     if command -v "python$want" >/dev/null 2>&1; then cands+=("$(command -v "python$want")"); fi
     for cand in "${cands[@]}"; do
         if [[ $("$cand" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) == "$want" ]]; then
