@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A short, bounded fuzzing run of fuzz/fuzz_core.py for CI.
+#
+#   bash fuzz/run_short.sh            # 60 seconds of fuzzing
+#   bash fuzz/run_short.sh 600        # longer, by hand
+#   FUZZ_DIR=/tmp/fz bash fuzz/run_short.sh   # keep venv, corpus and crashes there
+#
+# Installs atheris (from PyPI, into a venv of its own: it is not a test
+# dependency) and fastsock built with -fsanitize=undefined; runs the harness
+# inside a private network namespace when one
+# can be made (`unshare -n`, root on Linux: host names then fail at once and
+# nothing leaves the machine; elsewhere non-literal hosts are replaced by
+# literals).  Exits non-zero on any finding (crash, sanitizer report,
+# undocumented exception, failed property); crash inputs are kept in
+# $FUZZ_DIR/artifacts.  If atheris cannot be installed for this Python, says
+# so and exits 0 (FUZZ_REQUIRE_ATHERIS=1 makes that a failure).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+exec </dev/null
+
+SECONDS_TO_FUZZ=${1:-${FUZZ_SECONDS:-60}}
+PY=${PYTHON:-python3}
+CC=${CC:-$(command -v gcc || command -v cc || true)}
+say() { printf '%s\n' "$*"; }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+if [[ -n ${FUZZ_DIR:-} ]]; then
+    WORK=$FUZZ_DIR
+    mkdir -p "$WORK"
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastsock-fuzz.XXXXXX")
+    trap 'rm -rf "$WORK"' EXIT
+fi
+VENV=$WORK/venv VPY=$WORK/venv/bin/python
+
+[[ -x $VPY ]] || "$PY" -m venv "$VENV"
+if ! "$VPY" -m pip install -q atheris >"$WORK/pip-atheris.log" 2>&1; then
+    tail -5 "$WORK/pip-atheris.log"
+    msg="atheris did not install for $("$PY" -V 2>&1) on $(uname -sm)"
+    [[ ${FUZZ_REQUIRE_ATHERIS:-0} == 1 ]] && die "$msg"
+    say "SKIPPED: $msg"
+    exit 0
+fi
+say "atheris $("$VPY" -c 'import importlib.metadata as m; print(m.version("atheris"))')"
+
+# fastsock, built from a copy of the tree with UndefinedBehaviorSanitizer.
+# Not with ASan: a preloaded libasan takes over the coverage callbacks and
+# libFuzzer then runs blind (ASan covers the same inputs in .ci/sanitize,
+# through tests/test_hostile_input.py).  With clang, the C code is also
+# instrumented for coverage (-fsanitize=fuzzer-no-link); gcc cannot emit the
+# counters libFuzzer reads, so there coverage is the Python layer's.
+if [[ -z ${CC_FUZZ:-} ]] && command -v clang >/dev/null; then CC_FUZZ=clang; fi
+CC_FUZZ=${CC_FUZZ:-$CC}
+if [[ $CC_FUZZ == *clang* ]]; then
+    sanflags="-fsanitize=fuzzer-no-link -fsanitize=undefined -fsanitize-trap=undefined -g -O1"
+else
+    sanflags="-fsanitize=undefined -fno-sanitize-recover=undefined -g -O1"
+fi
+rm -rf "$WORK/src"
+mkdir -p "$WORK/src"
+cp -R fastsock csrc setup.py pyproject.toml "$WORK/src"/
+for f in README.md MANIFEST.in LICENSE; do [[ -e $f ]] && cp "$f" "$WORK/src"/; done
+find "$WORK/src" \( -name '*.so' -o -name '__pycache__' -o -name '_core.c' \) -prune -exec rm -rf {} +
+"$VPY" -m pip install -q "setuptools>=77" "Cython>=3.1" wheel
+(cd "$WORK/src" && CC=$CC_FUZZ CFLAGS="$sanflags" LDFLAGS="$sanflags" \
+    "$VPY" -m pip install -q --no-build-isolation --no-deps --force-reinstall .) \
+    || die "building fastsock for fuzzing failed"
+say "fastsock built by $CC_FUZZ with: $sanflags"
+
+# a private copy of the seed corpus: libFuzzer adds what it finds to it
+CORPUS=$WORK/corpus ART=$WORK/artifacts
+mkdir -p "$CORPUS" "$ART"
+cp fuzz/corpus/* "$CORPUS"/ 2>/dev/null || true
+cp fuzz/fuzz_core.py "$WORK/fuzz_core.py"
+
+run=("$VPY" "$WORK/fuzz_core.py" -max_total_time="$SECONDS_TO_FUZZ" -timeout=20
+     -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ART/" "$CORPUS")
+export FUZZ_RESOLVE=0
+if [[ $(uname -s) == Linux && $(id -u) == 0 ]] && command -v unshare >/dev/null \
+        && unshare -n true 2>/dev/null; then
+    export FUZZ_RESOLVE=1
+    run=(unshare -n -- "${run[@]}")
+    say "running in a private network namespace (host names resolve nowhere)"
+fi
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+say "fuzzing for $SECONDS_TO_FUZZ s: ${run[*]}"
+rc=0
+(cd "$WORK" && timeout --kill-after=30 \
+    $((SECONDS_TO_FUZZ + 120)) "${run[@]}") >"$WORK/fuzz.log" 2>&1 || rc=$?
+grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$WORK/fuzz.log" | tail -80
+if [[ -n $(ls -A "$ART" 2>/dev/null) ]]; then
+    say "crash inputs:"
+    ls -l "$ART"
+    die "fuzzing found a problem"
+fi
+((rc == 0)) || die "the fuzzer exited with $rc"
+grep -q -E '^Done [0-9]+ runs' "$WORK/fuzz.log" || die "the fuzzer did not finish cleanly"
+say "fuzz: no findings"
