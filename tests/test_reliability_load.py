@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket as S
 import subprocess
 import sys
 import textwrap
@@ -29,7 +28,6 @@ import zlib
 import pytest
 
 import fastsock
-from fastsock import _core
 from fastsock import errors as E
 
 LINUX = sys.platform.startswith("linux")
@@ -185,9 +183,24 @@ def test_twenty_thousand_connections_every_byte_echoed():
     assert server.bytes == sum(len(payload(t)) for t in range(CONNECTIONS))
 
 
-@pytest.mark.skipif(not LINUX, reason="accept_queue() read-back and SYN dropping are Linux's")
-@pytest.mark.parametrize("backlog", [0, 2, 5])
-def test_small_backlog_burst_holds_capacity_and_half_accepts_nothing(backlog):
+def burst_run(backlog):
+    """Burst 24 connects at a listener with ``backlog`` from one thread, read
+    the accept queue, then serve while each client retries until established
+    and waits for its echo.  Returns what was seen, as JSON-able data.
+
+    The burst comes from one thread (non-blocking connects, one after the
+    other): handshakes completing on two CPUs at once can overfill a Linux
+    accept queue by one (its fullness check and the enqueue are not atomic),
+    which is the kernel's doing, not the listener's capacity."""
+    import select
+    import socket as S
+    import threading
+    import time
+
+    import fastsock
+    from fastsock import _core
+    from fastsock import errors as E
+
     burst = 24
     capacity = _core.plan_backlog(_core.BACKLOG_RULES, backlog, 4096)[2]   # backlog + 1
     lst = fastsock.listen(("127.0.0.1", 0), backlog)
@@ -195,74 +208,141 @@ def test_small_backlog_burst_holds_capacity_and_half_accepts_nothing(backlog):
     lock = threading.Lock()
     outcome: dict[int, str] = {}
     established: set[int] = set()
-    attempts = [0] * burst
+    attempts = [1] * burst
+    connect_wait = 3.5            # covers the SYN retransmits at 1 s and 3 s
 
-    def client(i):
-        """Connect (retrying on a 1 s timeout or a refusal, 8 times at most),
-        then send the token and wait for the echo."""
-        for attempt in range(8):
-            attempts[i] += 1
-            c = S.socket()
-            c.settimeout(1.0)
-            try:
-                c.connect(addr)
-            except (TimeoutError, ConnectionRefusedError, ConnectionResetError):
-                c.close()
-                continue                      # refused or not answered: retry
-            with lock:
-                established.add(i)
-            c.settimeout(20)                  # established: it must be served
-            try:
-                c.sendall(i.to_bytes(4, "big"))
-                echo = c.recv(4)
-                outcome[i] = "served" if echo == i.to_bytes(4, "big") else f"bad {echo!r}"
-            except ConnectionResetError:
-                outcome[i] = "reset"
-            except TimeoutError:
-                outcome[i] = "HUNG: established but never served"
-            finally:
-                c.close()
-            return
-        outcome[i] = "gave up"
+    def finish(i, c):
+        """``c`` is established (client side): it must be served or reset."""
+        with lock:
+            established.add(i)
+        c.settimeout(30)
+        try:
+            c.sendall(i.to_bytes(4, "big"))
+            echo = c.recv(4)
+            outcome[i] = "served" if echo == i.to_bytes(4, "big") else f"bad {echo!r}"
+        except ConnectionResetError:
+            outcome[i] = "reset"
+        except TimeoutError:
+            outcome[i] = "HUNG: established but never served"
+        finally:
+            c.close()
 
-    clients = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(burst)]
+    def client(i, first):
+        """The burst's socket first; if it is not established in time (or is
+        refused), retry with fresh connects, 5 attempts in all."""
+        c = first
+        try:
+            _, writable, _ = select.select([], [c], [], connect_wait)
+            if writable and c.getsockopt(S.SOL_SOCKET, S.SO_ERROR) == 0:
+                return finish(i, c)
+            c.close()
+            for _ in range(4):
+                attempts[i] += 1
+                c = S.socket()
+                c.settimeout(connect_wait)
+                try:
+                    c.connect(addr)
+                except (TimeoutError, ConnectionRefusedError, ConnectionResetError):
+                    c.close()
+                    continue
+                return finish(i, c)
+            outcome[i] = "gave up"
+        except Exception as exc:     # recorded, asserted below
+            outcome[i] = f"client error {exc!r}"
+
+    socks = []
     served_tokens: list[int] = []
+    clients = []
     try:
-        for t in clients:
-            t.start()
+        for _ in range(burst):
+            c = S.socket()
+            c.setblocking(False)
+            c.connect_ex(addr)
+            socks.append(c)
         deadline = time.monotonic() + 5
         while lst.accept_queue().pending < capacity and time.monotonic() < deadline:
             time.sleep(0.005)
         time.sleep(0.3)          # the kernel has every chance to over-fill; it must not
-        assert tuple(lst.accept_queue()) == (capacity, backlog)
-        with lock:
-            assert len(established) >= capacity
-        # now serve everything, until every client thread is done
+        queue = list(lst.accept_queue())
+        clients = [threading.Thread(target=client, args=(i, c), daemon=True)
+                   for i, c in enumerate(socks)]
+        for t in clients:
+            t.start()
+        # now serve everything, one thread per connection (a connection whose
+        # client never speaks must not hold up the others), until every
+        # client thread is done
         lst.settimeout(0.1)
-        end = time.monotonic() + 60
+        servers = []
+
+        def serve(conn):
+            with conn:
+                conn.settimeout(25)
+                try:
+                    data = conn.recv(4)
+                except OSError:
+                    return               # the client went away: nothing to serve
+                if len(data) == 4:
+                    conn.sendall(data)
+                    with lock:
+                        served_tokens.append(int.from_bytes(data, "big"))
+
+        end = time.monotonic() + 90
         while any(t.is_alive() for t in clients) and time.monotonic() < end:
             try:
                 conn, _ = lst.accept()
             except E.SocketTimeout:
                 continue
-            with conn:
-                conn.settimeout(20)
-                try:
-                    data = conn.recv(4)
-                except OSError:
-                    continue             # the client went away: nothing to serve
-                if len(data) == 4:
-                    conn.sendall(data)
-                    served_tokens.append(int.from_bytes(data, "big"))
-        for t in clients:
+            servers.append(threading.Thread(target=serve, args=(conn,), daemon=True))
+            servers[-1].start()
+        for t in clients + servers:
             t.join(1)
     finally:
         lst.close()
-    assert not [t for t in clients if t.is_alive()], "client threads still waiting"
-    bad = {i: o for i, o in outcome.items() if o not in ("served", "reset")}
+        for c in socks:
+            c.close()
+    return {"capacity": capacity, "queue": queue, "outcome": outcome,
+            "alive": sum(t.is_alive() for t in clients),
+            "established": sorted(established), "served": sorted(served_tokens)}
+
+
+# Linux's defaults leave half-open connections no server can accept: with
+# net.ipv4.tcp_syncookies=1 the SYNs beyond a tiny queue are answered with
+# cookies, the clients see the connection established, and the completing
+# ACK (and later the data) is dropped while the accept queue is full; on
+# Linux 6.18 many such clients wait in ESTABLISHED, their data unacked, long
+# after the queue has emptied.  That is the kernel's, not the listener's, so
+# the burst runs in a private network namespace without syncookies, where
+# Linux keeps the request and completes it later, or (tcp_abort_on_overflow)
+# resets it instead of dropping the ACK.  (tcp_abort_on_overflow alone does
+# not help: the cookie path drops without a reset.)
+SYSCTLS = {
+    "no-syncookies": {"net.ipv4.tcp_syncookies": "0"},
+    "abort-on-overflow": {"net.ipv4.tcp_syncookies": "0",
+                          "net.ipv4.tcp_abort_on_overflow": "1"},
+}
+
+
+@pytest.mark.skipif(not LINUX, reason="accept_queue() read-back and SYN dropping are Linux's")
+@pytest.mark.parametrize("mode", sorted(SYSCTLS))
+@pytest.mark.parametrize("backlog", [0, 3])
+def test_small_backlog_burst_holds_capacity_and_half_accepts_nothing(backlog, mode):
+    from _netns import run_in_netns
+
+    code = "import json\n" + textwrap.dedent(__import__("inspect").getsource(burst_run)) + \
+        f"\nprint(json.dumps(burst_run({backlog})))\n"
+    r = run_in_netns(code, sysctls=SYSCTLS[mode], timeout=150)
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    outcome = {int(k): v for k, v in seen["outcome"].items()}
+    # the queue held exactly its capacity, backlog + 1 on Linux
+    assert seen["queue"] == [seen["capacity"], backlog]
+    assert seen["alive"] == 0, "client threads still waiting"
+    # "gave up": never established in 5 attempts (refused or unanswered while
+    # the queue was full), which a client may do; anything else is a failure
+    bad = {i: o for i, o in outcome.items() if o not in ("served", "reset", "gave up")}
     assert not bad, bad
-    assert sorted(outcome) == list(range(burst))
+    assert sorted(outcome) == list(range(24))
     # every connection a client saw established was accepted (served or reset)
-    assert established == set(outcome)
-    assert sorted(i for i, o in outcome.items() if o == "served") == sorted(served_tokens)
-    assert sum(attempts) > burst          # the burst overflowed; clients retried
+    assert seen["established"] == sorted(i for i, o in outcome.items() if o != "gave up")
+    assert sorted(i for i, o in outcome.items() if o == "served") == seen["served"]
+    assert len(seen["served"]) >= seen["capacity"]
