@@ -128,6 +128,18 @@
 /* Thread-safe, lock-free one-word cache (free-threaded builds included). */
 #define FS_ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define FS_ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+/* Publish data computed once (store-release) and read it (load-acquire). */
+#define FS_ATOMIC_LOAD_ACQUIRE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define FS_ATOMIC_STORE_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+/* Free-threaded CPython (PEP 703; Py_GIL_DISABLED comes from pyconfig.h, which
+   the Cython module includes first): caches that only the GIL keeps safe are
+   off.  Always 0 in the plain C files, which use no such cache. */
+#if defined(Py_GIL_DISABLED)
+#define FS_GIL_DISABLED 1
+#else
+#define FS_GIL_DISABLED 0
+#endif
 
 /* Set FD_CLOEXEC; on failure close fd and return -1 with errno preserved. */
 static inline int fs_set_cloexec_or_close(int fd) {
@@ -151,13 +163,26 @@ static inline int fs_socket_cloexec(int family, int type, int proto) {
 #endif
 }
 
-/* accept4(fd, ..., SOCK_CLOEXEC), or accept(2) + FD_CLOEXEC without accept4. */
+/* accept4(fd, ..., SOCK_CLOEXEC), or accept(2) + FD_CLOEXEC without accept4.
+   The new descriptor is always blocking, as accept4 without SOCK_NONBLOCK
+   makes it: accept(2) on macOS and the BSDs passes a non-blocking listener's
+   O_NONBLOCK on, so the fallback clears it (the socket object built on it
+   says "no timeout"). */
 static inline int fs_accept_cloexec(int fd, struct sockaddr *sa, socklen_t *len) {
 #if FS_HAVE_ACCEPT4 && FS_HAVE_SOCK_CLOEXEC
     return accept4(fd, sa, len, FS_SOCK_CLOEXEC);
 #else
     int nfd = accept(fd, sa, len);
-    return nfd < 0 ? nfd : fs_set_cloexec_or_close(nfd);
+    if (nfd < 0 || fs_set_cloexec_or_close(nfd) < 0)
+        return -1;
+    int fl = fcntl(nfd, F_GETFL);
+    if (fl < 0 || ((fl & O_NONBLOCK) && fcntl(nfd, F_SETFL, fl & ~O_NONBLOCK) < 0)) {
+        int saved = errno;
+        close(nfd);
+        errno = saved;
+        return -1;
+    }
+    return nfd;
 #endif
 }
 

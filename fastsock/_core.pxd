@@ -68,6 +68,10 @@ cdef extern from "fs_platform.h" nogil:
     const int EISCONN
     const int EADDRINUSE
 
+    const int FS_GIL_DISABLED
+    int fs_load_acquire "FS_ATOMIC_LOAD_ACQUIRE"(int *p)
+    void fs_store_release "FS_ATOMIC_STORE_RELEASE"(int *p, int v)
+
     int fs_socket_cloexec(int family, int type, int proto)
     int fs_accept_cloexec(int fd, sockaddr *sa, socklen_t *len)
     int fs_listen_queue(int fd, long long *pending, long long *limit)
@@ -130,3 +134,36 @@ cdef extern from "fs_platform.h" nogil:
                     addrinfo **res)
     void freeaddrinfo(addrinfo *res)
     const char *gai_strerror(int code)
+
+# The CPython object protocol used to build accepted socket objects without a
+# Python-level __init__ ("accept into socket objects" in _core.pyx).  Public C
+# API only; instance offsets come from the types' own member descriptors.
+from cpython.object cimport PyObject
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        const char *name
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    ctypedef object (*fs_descrget "descrgetfunc")(PyObject *, PyObject *, PyObject *)
+    ctypedef struct fs_type "PyTypeObject":
+        Py_ssize_t tp_basicsize
+        PyObject *(*tp_new)(fs_type *, PyObject *, PyObject *)
+        int (*tp_init)(PyObject *, PyObject *, PyObject *) except -1
+        fs_descrget tp_descr_get
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    bint PyUnicode_IS_ASCII(object s)
+    long PyLong_AsLongAndOverflow(object o, int *overflow) except? -1
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+    fs_type PyMemberDescr_Type
+    fs_type *fs_type_of "Py_TYPE"(object o)
+    bint PyType_IsSubtype(fs_type *a, fs_type *b)
+    void PyObject_GC_UnTrack(void *op)
+    int PySys_Audit(const char *event, const char *format, ...)
+
+cdef extern from "structmember.h":
+    const int T_INT
+    const int T_OBJECT_EX

@@ -1,9 +1,13 @@
 """Type stub for the compiled core, fastsock._core (hand-written; Cython makes none)."""
 
 import os
-from typing import Any, Final, TypeAlias, TypedDict
+import socket as _stdsocket
+from collections.abc import Callable
+from typing import Any, Final, Literal, TypeAlias, TypedDict, TypeVar
 
 _Address: TypeAlias = tuple[Any, ...] | str | bytes | bytearray | os.PathLike[str] | os.PathLike[bytes]
+_Slots: TypeAlias = tuple[tuple[str, object], ...]
+_S = TypeVar("_S")
 
 class _BacklogRules(TypedDict):
     name: str
@@ -35,6 +39,11 @@ def listen(fd: int, backlog: int | None = None, *, stacklevel: int = 1) -> int: 
 def accept(fd: int, family: int, timeout: float | None = None) -> tuple[int, Any]: ...
 def accept_many(fd: int, family: int, max: int,
                 timeout: float | None = None) -> list[tuple[int, Any]]: ...
+def accept_socket(sock: _stdsocket.socket, cls: Callable[..., _S],
+                  slots: _Slots = ()) -> tuple[_S, Any]: ...
+def accept_many_sockets(sock: _stdsocket.socket, cls: Callable[..., _S], max: int,
+                        slots: _Slots = ()) -> list[tuple[_S, Any]]: ...
+def accept_build() -> Literal["template", "init"]: ...
 def accept_queue(fd: int) -> tuple[int, int] | None: ...
 def effective_backlog(fd: int) -> int | None: ...
 def encode_address(family: int, address: _Address) -> bytes: ...

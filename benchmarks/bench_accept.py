@@ -1,0 +1,186 @@
+"""accept(): a C accept4() loop vs the stdlib vs fastsock, same queue, same K.
+
+    python benchmarks/bench_accept.py [--k 1000] [--rounds 21] [--batch 64]
+
+Each round, for each variant (the order rotates every round): K connections
+are queued on ONE listening socket on 127.0.0.1 (non-blocking connects from
+this process, all completed before the clock starts; the backlog holds K),
+then the variant drains the queue, accepting every connection and keeping
+it (the connection; the address is dropped, as a server loop does); the
+clock stops, the connections are closed, and the drain time is divided by K.  All variants use descriptors of the same listening socket, so
+they drain the same kernel queue the same way:
+
+  C accept4 loop            accept4(fd, &addr, &len, SOCK_CLOEXEC) K times in a
+                            separate C process (benchmarks/accept4_loop.c,
+                            compiled here with the system compiler): the
+                            baseline the ratios are against
+  C loop in this process    the same C function called once through ctypes:
+                            the kernel's cost inside a Python process (reference)
+  stdlib _accept()          the stdlib's bare (fd, addr) accept, no socket
+                            object: the floor of a Python-level accept (reference)
+  stdlib accept()           conn, addr = sock.accept(); keep(conn)
+  fastsock accept()         conn, addr = sock.accept(); keep(conn)
+  fastsock accept_many()    for conn, addr in sock.accept_many(BATCH): keep(conn)
+                            until K are taken, on a
+                            non-blocking listener, which is how batch accepting
+                            is used (--blocking-many adds the blocking listener,
+                            where every further accept4 is preceded by poll(2)
+                            so that the call never blocks)
+
+Printed: each variant's median cost per connection over the rounds, and the
+median of the per-round ratios (variant / C loop, variant / stdlib accept()).
+Garbage collection stays enabled; gc.collect() runs before each drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import _common as C
+
+import fastsock
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--k", type=int, default=1000, help="connections per drain")
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--batch", type=int, default=64, help="accept_many() max")
+    ap.add_argument("--blocking-many", action="store_true",
+                    help="also time accept_many() on a blocking listener")
+    ap.add_argument("--no-c", action="store_true", help="skip the C rows")
+    args = ap.parse_args(argv)
+    k, batch = args.k, args.batch
+
+    std = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    std.bind((C.LOOPBACK, 0))
+    std.listen(k + 16)
+    fs = fastsock.socket(std.family, std.type, std.proto, fileno=os.dup(std.fileno()))
+    fs_nb = fastsock.socket(std.family, std.type, std.proto, fileno=os.dup(std.fileno()))
+    C.header("accept: drain a pre-filled loopback accept queue (accept and keep; "
+             "close after the clock stops)", K=k, rounds=args.rounds, batch=batch,
+             build=fastsock._core.accept_build())
+
+    variants = {}
+    tmp = C.tempdir()
+    child = None
+    exe = lib = None
+    if not args.no_c:
+        exe = C.compile_c("accept4_loop.c", tmp.name)
+        lib = exe and C.compile_c("accept4_loop.c", tmp.name, shared=True)
+    if exe:
+        cfd = os.dup(std.fileno())
+        child = subprocess.Popen([exe, str(cfd)], pass_fds=(cfd,), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        os.close(cfd)
+
+        def c_loop() -> float:
+            clients = C.fill(std, k)
+            child.stdin.write(f"{k}\n")
+            child.stdin.flush()
+            ns = int(child.stdout.readline())
+            C.close_all(clients)
+            return ns / k
+        variants["C accept4 loop"] = c_loop
+    if lib:
+        drain = ctypes.CDLL(lib, use_errno=True).accept4_drain
+        drain.argtypes = [ctypes.c_int, ctypes.c_long]
+        drain.restype = ctypes.c_longlong
+
+        def c_inproc() -> float:
+            clients = C.fill(std, k)
+            ns = drain(std.fileno(), k)
+            C.close_all(clients)
+            if ns < 0:
+                raise OSError(ctypes.get_errno(), "accept4")
+            return ns / k
+        variants["C loop in this process"] = c_inproc
+
+    def std_raw() -> float:
+        clients = C.fill(std, k)
+        out: list = []
+        acc, keep = std._accept, out.append
+        t0 = time.perf_counter_ns()
+        for _ in range(k):
+            fd, addr = acc()
+            keep(fd)
+        t1 = time.perf_counter_ns()
+        for fd in out:
+            os.close(fd)
+        C.close_all(clients)
+        return (t1 - t0) / k
+
+    def one_by_one(listener: socket.socket) -> float:
+        clients = C.fill(std, k)
+        out: list = []
+        acc, keep = listener.accept, out.append
+        t0 = time.perf_counter_ns()
+        for _ in range(k):
+            conn, addr = acc()
+            keep(conn)
+        t1 = time.perf_counter_ns()
+        for conn in out:
+            conn.close()
+        C.close_all(clients)
+        return (t1 - t0) / k
+
+    def many(listener: fastsock.socket, timeout: float | None) -> float:
+        clients = C.fill(std, k)
+        listener.settimeout(timeout)   # O_NONBLOCK is shared by the dups: set per turn
+        out: list = []
+        acc, keep = listener.accept_many, out.append
+        t0 = time.perf_counter_ns()
+        while len(out) < k:
+            for conn, addr in acc(batch):
+                keep(conn)
+        t1 = time.perf_counter_ns()
+        listener.settimeout(None)
+        for conn in out:
+            conn.close()
+        C.close_all(clients)
+        return (t1 - t0) / k
+
+    variants["stdlib _accept()"] = std_raw
+    variants["stdlib accept()"] = lambda: one_by_one(std)
+    variants["fastsock accept()"] = lambda: one_by_one(fs)
+    variants["fastsock accept_many()"] = lambda: many(fs_nb, 0.0)
+    if args.blocking_many:
+        variants["fastsock accept_many(), blocking listener"] = lambda: many(fs, None)
+
+    try:
+        res = C.interleave(args.rounds, variants)
+    finally:
+        if child:
+            child.stdin.close()
+            child.wait()
+        tmp.cleanup()
+        fs.close()
+        fs_nb.close()
+        std.close()
+
+    width = max(map(len, res))
+    print(f"{'variant':<{width}}  median ns/conn")
+    for name, xs in res.items():
+        print(f"{name:<{width}}  {C.median(xs):10.0f}")
+    targets = {"fastsock accept()": "<= 1.35", "fastsock accept_many()": "<= 1.10"}
+    base = res.get("C accept4 loop")
+    if base:
+        for name, xs in res.items():
+            if name != "C accept4 loop":
+                print(C.ratio_line(name, xs, base, "C loop", targets.get(name, "")))
+    std_s = res["stdlib accept()"]
+    print(C.ratio_line("fastsock accept()", res["fastsock accept()"], std_s,
+                       "stdlib accept()", "<= 0.60"))
+    print(C.ratio_line("fastsock accept_many()", res["fastsock accept_many()"], std_s,
+                       "stdlib accept()"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
