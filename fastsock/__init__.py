@@ -12,20 +12,21 @@ and warnings of ``fastsock.errors``.
 
 import socket as _std
 import types as _types
+from typing import Any as _Any
 
 # Every name of the stdlib module first (including the private ones the
 # stdlib itself uses, such as _GLOBAL_DEFAULT_TIMEOUT), then ours on top.
 globals().update({k: v for k, v in vars(_std).items() if not k.startswith("__")})
 
 from fastsock import errors  # noqa: E402
-from fastsock._socket import AcceptQueue, socket  # noqa: E402
+from fastsock._sock import AcceptQueue, socket  # noqa: E402
 from fastsock._listen import listen  # noqa: E402
 from fastsock.errors import *  # noqa: E402,F403
 
 __version__ = "0.1.0"
 
 
-def _rebind(func):
+def _rebind(func: _Any) -> _Any:
     """The stdlib function, run with this module's globals, so that the
     ``socket`` it builds is ``fastsock.socket``.  No code is copied: the
     running Python's own code object is reused, so it stays in step with it.
@@ -48,7 +49,7 @@ del _name
 _LAZY = {"capabilities", "has", "Capabilities"}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> _Any:
     # capabilities are read from the live system on demand, never at import
     if name in _LAZY:
         import importlib

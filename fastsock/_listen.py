@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket as _std
 import stat
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastsock import _core
-from fastsock._socket import socket
+from fastsock._sock import socket
 
 __all__ = ["listen"]
 
@@ -37,17 +40,52 @@ def _is_abstract(address: Any) -> bool:
         (isinstance(address, str) and address[:1] == "\0")
 
 
+@contextlib.contextmanager
+def _dir_lock(path: Any) -> Iterator[None]:
+    """Hold flock(2) on the directory of ``path``, so that fastsock listeners
+    on paths there go from bind(2) to listen(2) one at a time: none of them
+    can take another's file, bound but not yet listening, for a stale one.
+    Waits up to 5 s for the lock, then goes on without it (as it does where
+    the directory cannot be opened or locked)."""
+    try:
+        import fcntl
+        fd = os.open(os.path.dirname(os.path.abspath(path)),
+                     os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
+            except OSError:
+                break
+        yield
+    finally:
+        os.close(fd)                    # releases the lock
+
+
 def _bind_unix(sock: socket, path: Any) -> None:
     """Bind an AF_UNIX path, replacing a stale socket file (one with no
     listener behind it).  A live listener gives ``AddressInUseError``; a path
-    that is not a socket is never removed.
+    that is not a socket is never removed.  Call with ``_dir_lock(path)`` held.
     """
     try:
         sock.bind(path)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:       # its owner removed it meanwhile
+            sock.bind(path)
+            return
         if not stat.S_ISSOCK(st.st_mode) or not _is_stale(path):
             raise
         try:
@@ -56,7 +94,8 @@ def _bind_unix(sock: socket, path: Any) -> None:
             again = None
         # remove it only if it is still the very file we found stale
         if again is not None and (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino):
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         sock.bind(path)
 
 
@@ -112,12 +151,15 @@ def listen(address: Any, backlog: int | None = None, *, family: int | None = Non
         _options.apply_before_bind(sock, reuse_port=reuse_port, reuse_port_lb=reuse_port_lb,
                                    defer_accept=defer_accept, fast_open=fast_open)
         if family == _std.AF_UNIX and not _is_abstract(address):
-            _bind_unix(sock, address)
-            st = os.lstat(address)
-            sock._unix_owner = (address, st.st_dev, st.st_ino)
+            path = bytes(address) if isinstance(address, bytearray) else os.fspath(address)
+            with _dir_lock(path):
+                _bind_unix(sock, path)
+                st = os.lstat(path)
+                sock._unix_owner = (path, st.st_dev, st.st_ino, os.getpid())
+                sock._backlog = _core.listen(sock.fileno(), backlog, stacklevel=2)
         else:
             sock.bind(address)
-        sock._backlog = _core.listen(sock.fileno(), backlog, stacklevel=2)
+            sock._backlog = _core.listen(sock.fileno(), backlog, stacklevel=2)
         _options.apply_after_listen(sock, reuse_port=reuse_port, reuse_port_lb=reuse_port_lb,
                                     defer_accept=defer_accept, fast_open=fast_open)
     except BaseException:

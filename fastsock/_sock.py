@@ -10,7 +10,10 @@ still raise typed errors.
 from __future__ import annotations
 
 import os
+import select
 import socket as _std
+import sys
+from operator import index
 from typing import Any, NamedTuple
 
 from fastsock import _core
@@ -19,8 +22,17 @@ from fastsock.errors import make_error
 __all__ = ["socket", "AcceptQueue"]
 
 _CORE_FAMILIES = frozenset({_std.AF_INET, _std.AF_INET6, _std.AF_UNIX})
-_raw_family = _std._socket.socket.family.__get__  # the int, without IntEnum conversion
+_raw_family = _std._socket.socket.family.__get__  # type: ignore[attr-defined]  # the int, no IntEnum
 _getdefaulttimeout = _std.getdefaulttimeout
+_accept_socket = _core.accept_socket
+_accept_many_sockets = _core.accept_many_sockets
+# accept()/accept_many(): the core builds accepted sockets without running
+# __init__ (most of what the stdlib's accept() costs) and gives them these
+# attributes, the ones socket.socket.__init__ and socket.__init__ below set.
+# Only listeners of the core's families take that path (``_native``).
+_ACCEPTED = (("_io_refs", 0), ("_closed", False), ("_backlog", None), ("_unix_owner", None),
+             ("_native", True))
+_audit = sys.audit
 
 
 class AcceptQueue(NamedTuple):
@@ -47,7 +59,7 @@ class socket(_std.socket):
     subclasses, which are also the matching ``OSError`` builtins).
     """
 
-    __slots__ = ("_backlog", "_unix_owner")
+    __slots__ = ("_backlog", "_unix_owner", "_native")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None) -> None:
@@ -57,7 +69,8 @@ class socket(_std.socket):
             proto = 0 if proto == -1 else proto
             fileno = _core.socket(family, type, proto)
             try:
-                _std._socket.socket.__init__(self, family, type, proto, fileno)
+                _std._socket.socket.__init__(  # type: ignore[attr-defined]
+                    self, family, type, proto, fileno)
             except BaseException:
                 os.close(fileno)
                 raise
@@ -66,7 +79,10 @@ class socket(_std.socket):
         else:
             super().__init__(family, type, proto, fileno)
         self._backlog: int | None = None
-        self._unix_owner: tuple[Any, int, int] | None = None
+        self._unix_owner: tuple[Any, int, int, int] | None = None
+        # accept() decodes addresses in the core only for the families it
+        # encodes; the others (AF_VSOCK, AF_BLUETOOTH, ...) keep the stdlib's
+        self._native = _raw_family(self) in _CORE_FAMILIES
 
     # -- listen ----------------------------------------------------------
 
@@ -97,27 +113,16 @@ class socket(_std.socket):
 
     # -- accept ----------------------------------------------------------
 
-    def _wrap(self, fd: int) -> socket:
-        try:
-            sock = socket(self.family, self.type, self.proto, fileno=fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        # As the stdlib does (bpo-7995): no default timeout and a timeout on
-        # the listener means the new socket is blocking.
-        if _getdefaulttimeout() is None and self.gettimeout():
-            sock.setblocking(True)
-        return sock
-
-    def accept(self) -> tuple[socket, Any]:  # type: ignore[override]
+    def accept(self) -> tuple[socket, Any]:
         """Accept a connection: ``(socket, address)``.  Corresponds to
         accept4(2) with SOCK_CLOEXEC, GIL released, the socket's timeout
         honoured.  Errors are sorted: ``AcceptRetryError`` (that connection is
         gone, accept again) and ``AcceptCapacityError`` (out of descriptors or
         memory; the connection stays queued).  Availability: POSIX.
         """
-        fd, addr = _core.accept(self.fileno(), _raw_family(self), self.gettimeout())
-        return self._wrap(fd), addr
+        if self._native:
+            return _accept_socket(self, socket, _ACCEPTED)
+        return self._accept_stdlib()
 
     def accept_many(self, max: int) -> list[tuple[socket, Any]]:
         """Accept up to ``max`` queued connections in one call.
@@ -127,18 +132,37 @@ class socket(_std.socket):
         EAGAIN without raising.  Corresponds to accept4(2) in a loop with the
         GIL released once per batch.  Availability: POSIX.
         """
-        pairs = _core.accept_many(self.fileno(), _raw_family(self), max, self.gettimeout())
-        out: list[tuple[socket, Any]] = []
+        if self._native:
+            return _accept_many_sockets(self, socket, max, _ACCEPTED)
+        if index(max) < 1:
+            raise ValueError("max must be at least 1")
+        out = [self._accept_stdlib()]
+        ready = select.poll()
+        ready.register(self, select.POLLIN)
         try:
-            for i, (fd, addr) in enumerate(pairs):
-                out.append((self._wrap(fd), addr))
-        except BaseException:
-            for sock, _ in out:
-                sock.close()
-            for fd, _ in pairs[i + 1:]:
-                os.close(fd)
-            raise
+            while len(out) < max and ready.poll(0):
+                out.append(self._accept_stdlib())
+        except OSError:
+            pass            # ends the batch; a lasting error comes back next call
         return out
+
+    def _accept_stdlib(self) -> tuple[socket, Any]:
+        """accept() for families the core does not decode: the stdlib's own
+        accept(2) and address decoding, typed errors, a ``fastsock.socket``."""
+        try:
+            fd, addr = self._accept()  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise _typed(exc, "accept", self.fileno()) from None
+        try:
+            sock = socket(self.family, self.type, self.proto, fileno=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        # the stdlib's rule (bpo-7995): no default timeout and a timeout on
+        # the listener give a blocking socket
+        if _getdefaulttimeout() is None and self.gettimeout():
+            sock.setblocking(True)
+        return sock, addr
 
     # -- bind / connect --------------------------------------------------
 
@@ -146,6 +170,7 @@ class socket(_std.socket):
         """Bind to ``address``.  Corresponds to bind(2).  Availability: POSIX."""
         fam = _raw_family(self)
         if fam in _CORE_FAMILIES:
+            _audit("socket.bind", self, address)    # as the stdlib's bind()
             _core.bind(self.fileno(), fam, address)
             return
         try:
@@ -159,6 +184,7 @@ class socket(_std.socket):
         """
         fam = _raw_family(self)
         if fam in _CORE_FAMILIES:
+            _audit("socket.connect", self, address)
             _core.connect(self.fileno(), fam, address, self.gettimeout())
             return
         try:
@@ -172,21 +198,37 @@ class socket(_std.socket):
         """
         fam = _raw_family(self)
         if fam in _CORE_FAMILIES:
+            _audit("socket.connect", self, address)
             return int(_core.connect_ex(self.fileno(), fam, address, self.gettimeout()))
         return super().connect_ex(address)
 
     # -- AF_UNIX path ownership (set by fastsock.listen) -------------------
 
-    def _real_close(self, _ss: Any = _std._socket.socket) -> None:
+    def _real_close(self, _ss: Any = _std._socket.socket) -> None:  # type: ignore[attr-defined]
         owner = getattr(self, "_unix_owner", None)
-        super()._real_close(_ss)  # type: ignore[misc]
         if owner is not None:
+            # Unlink while the socket is still open: it keeps its file's inode
+            # number from being reused, and as long as it listens no fastsock
+            # successor takes the path for stale; so a file found with our
+            # device and inode is ours, never a successor's.
             self._unix_owner = None
             _unlink_if_same(*owner)
+        super()._real_close(_ss)  # type: ignore[misc]
+
+    def detach(self) -> int:
+        """Give up the descriptor without closing it (and, for a socket from
+        ``fastsock.listen``, the duty to remove its AF_UNIX path).
+        Availability: POSIX."""
+        self._unix_owner = None
+        return super().detach()
 
 
-def _unlink_if_same(path: Any, dev: int, ino: int) -> None:
-    """Remove the AF_UNIX path only if it is still the file we created."""
+def _unlink_if_same(path: Any, dev: int, ino: int, pid: int) -> None:
+    """Remove the AF_UNIX path only in the process that bound it (a forked
+    child's close leaves it to the parent) and only if it is still the file
+    it created (same device and inode)."""
+    if os.getpid() != pid:
+        return
     try:
         st = os.lstat(path)
         if (st.st_dev, st.st_ino) == (dev, ino):
