@@ -56,8 +56,6 @@ cdef extern from "fs_platform.h" nogil:
     const in6_addr in6addr_any
     const short POLLIN
     const short POLLOUT
-    const int NI_NUMERICHOST
-    const int NI_MAXHOST
     const int CLOCK_MONOTONIC
     const int F_GETFL
     const int O_NONBLOCK
@@ -87,8 +85,6 @@ cdef extern from "fs_platform.h" nogil:
     int clock_gettime(int clk, timespec *ts)
     int inet_pton(int af, const char *src, void *dst)
     const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
-    int getnameinfo(const sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
-                    char *serv, socklen_t servlen, int flags)
     unsigned short htons(unsigned short)
     unsigned short ntohs(unsigned short)
     unsigned int htonl(unsigned int)

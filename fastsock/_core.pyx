@@ -341,9 +341,8 @@ cdef object _decode(const sockaddr *sa, socklen_t slen, int family):
         return addr
     if family == AF_INET6:
         sin6 = <const sockaddr_in6 *>sa
-        if sin6.sin6_scope_id == 0 or getnameinfo(
-                sa, sizeof(sockaddr_in6), buf, sizeof(buf), NULL, 0, NI_NUMERICHOST) != 0:
-            inet_ntop(AF_INET6, &sin6.sin6_addr, buf, sizeof(buf))
+        # the stdlib never appends "%scope" to the host; scope_id is its own field
+        inet_ntop(AF_INET6, &sin6.sin6_addr, buf, sizeof(buf))
         addr = (PyUnicode_DecodeASCII(buf, strlen(buf), NULL), ntohs(sin6.sin6_port),
                 ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
         PyObject_GC_UnTrack(<PyObject *>addr)
@@ -388,9 +387,15 @@ def socket(int family, int type, int proto=0):
     Returns the descriptor.  Availability: POSIX.
     """
     cdef int fd, err
-    with nogil:
+    if proto == 0 and (family == AF_INET or family == AF_INET6 or family == AF_UNIX):
+        # built-in protocols: no I/O, no module loading, a microsecond or two;
+        # releasing the GIL would cost a good part of that
         fd = fs_socket_cloexec(family, type, proto)
         err = errno
+    else:
+        with nogil:
+            fd = fs_socket_cloexec(family, type, proto)
+            err = errno
     if fd < 0:
         _fail(err, "socket")
     return fd
@@ -402,9 +407,14 @@ def bind(int fd, int family, address):
     cdef socklen_t slen = 0
     cdef int rc, err
     _encode(family, address, &ss, &slen, "bind")
-    with nogil:
+    if family == AF_INET or family == AF_INET6:
+        # a port table look-up, nothing that waits: keep the GIL (see socket)
         rc = c_bind(fd, <sockaddr *>&ss, slen)
         err = errno
+    else:
+        with nogil:     # AF_UNIX: a file system node
+            rc = c_bind(fd, <sockaddr *>&ss, slen)
+            err = errno
     if rc < 0:
         _fail(err, "bind", fd, address)
 
@@ -560,13 +570,12 @@ def listen(int fd, backlog=None, *, int stacklevel=1):
     cdef long long maximum = r.storage_max if (FS_HAVE_TCP_INFO or FS_HAVE_SO_LISTENQLIMIT) \
         else fs_somaxconn(&source)
     fs_backlog_plan(r, defaulted, req, maximum, &plan)
-    with nogil:
-        rc = c_listen(fd, <int>plan.passed)
-        err = errno
+    # listen(2) and the read-back never wait: keep the GIL (see socket)
+    rc = c_listen(fd, <int>plan.passed)
+    err = errno
     if rc < 0:
         _fail(err, "listen", fd, None, backlog, err == EADDRINUSE and _is_unbound(fd))
-    with nogil:
-        got = fs_listen_queue(fd, &pending, &limit)
+    got = fs_listen_queue(fd, &pending, &limit)
     if got == 0:
         plan.effective = limit
         if not defaulted and 0 < req and limit < req:

@@ -286,8 +286,6 @@ _SCOPED = textwrap.dedent("""
 
 
 @needs_linux
-@pytest.mark.xfail(strict=True, reason="core bug (reported): _core._decode appends "
-                   "'%<ifname>' to the host when scope_id != 0; the stdlib never does")
 def test_accept_address_with_scope_id():
     """A link-local peer (scope_id != 0) in a private network namespace: the
     address accept() gives is the one the stdlib decodes (no "%lo" suffix)."""

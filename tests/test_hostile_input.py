@@ -46,6 +46,15 @@ ABSTRACT = b"\0fastsock-hypothesis-"
 TMP = pathlib.Path(tempfile.mkdtemp(prefix="fastsock-hostile-"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _inside_tmp():
+    """Random str/bytes addresses become relative AF_UNIX paths: keep them in TMP."""
+    old = os.getcwd()
+    os.chdir(TMP)
+    yield
+    os.chdir(old)
+
+
 def teardown_module():
     for p in sorted(TMP.rglob("*"), reverse=True):
         try:

@@ -331,9 +331,6 @@ def test_accept_many_failure_midway_closes_the_whole_batch(env, monkeypatch):
             s.close()
 
 
-@pytest.mark.xfail(reason="BUG (reported to the lead): at c78c989 fastsock.socket._wrap does "
-                          "not close the accepted socket object when something raises after it "
-                          "was built; it stays open until the traceback is freed", strict=False)
 def test_failure_after_socket_object_built_closes_accepted_descriptor(env, monkeypatch):
     """The accepted socket object exists, then something raises before
     accept() returns it: here its setblocking(True), which accept() calls on
