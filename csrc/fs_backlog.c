@@ -15,8 +15,8 @@ static const fs_backlog_rules RULES[FS_RULES_COUNT] = {
     {"freebsd", FS_INT_MAX, 0, 3, 2, 0, "kern.ipc.soacceptqueue"},
     /* XNU: short so_qlimit; listen(0) is taken as the maximum */
     {"macos", 32767, 1, 1, 1, 0, "kern.ipc.somaxconn"},
-    /* POSIX: nothing known beyond SOMAXCONN */
-    {"posix", FS_INT_MAX, 0, 1, 1, 0, "SOMAXCONN"},
+    /* POSIX: nothing known beyond the compile-time SOMAXCONN; no knob */
+    {"posix", FS_INT_MAX, 0, 1, 1, 0, NULL},
 };
 
 const fs_backlog_rules *fs_backlog_rules_get(int id) {

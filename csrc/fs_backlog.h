@@ -25,7 +25,7 @@ typedef struct {
     int capacity_num;        /* completed connections held: */
     int capacity_den;        /*   backlog * num / den + capacity_add */
     int capacity_add;
-    const char *knob;        /* what raises the limit */
+    const char *knob;        /* the sysctl that raises the limit, or NULL */
 } fs_backlog_rules;
 
 enum {

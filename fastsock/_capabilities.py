@@ -32,8 +32,8 @@ _INT_MAX = 2**31 - 1
 # ---- platform facts the core does not hold (said once here; _options.py and
 # the CLI read them) -------------------------------------------------------------
 
-# The "posix" rule set describes no particular kernel: its knob is the compile-time
-# SOMAXCONN, not a sysctl, and a raw 0 or negative backlog is implementation-defined.
+# The "posix" rule set describes no particular kernel: it has no knob (only the compile-time
+# SOMAXCONN), and a raw 0 or negative backlog is implementation-defined.
 # The other rule sets' kernels take a raw negative backlog as the maximum (fastsock
 # passes 0 instead, so the C rules do not hold this fact).
 _GENERIC_RULES = "posix"
@@ -462,7 +462,7 @@ def capabilities() -> Capabilities:
         kernel_release=os.uname().release,
         somaxconn=value,
         somaxconn_source=source,
-        somaxconn_knob=None if rule_set == _GENERIC_RULES or source == _COMPILE_TIME else knob,
+        somaxconn_knob=None if source == _COMPILE_TIME else knob,
         compile_time_somaxconn=socket.SOMAXCONN,
         backlog_rules=rule_set,
         backlog_storage_max=storage,

@@ -537,6 +537,9 @@ cdef int _warn_backlog(const fs_backlog_rules *r, long long req, long long effec
             why = (f"the kernel stores the backlog in {r.storage_max.bit_length()} bits "
                    f"(at most {r.storage_max})")
             how = "the kernel cannot hold more"
+        elif r.knob == NULL:
+            why = f"the system limit (compile-time SOMAXCONN) is {effective}"
+            how = "it cannot be raised at run time"
         else:
             knob = r.knob.decode()
             why = f"the system limit {knob} is {effective}"
@@ -1162,4 +1165,4 @@ def backlog_rules(str name=None):
     return {"name": r.name.decode(), "storage_max": r.storage_max,
             "zero_is_maximum": bool(r.zero_is_maximum),
             "capacity": (r.capacity_num, r.capacity_den, r.capacity_add),
-            "knob": r.knob.decode()}
+            "knob": None if r.knob == NULL else r.knob.decode()}
