@@ -20,17 +20,25 @@ requests/second = connections/second.  Each round runs every variant once
 
 Printed: median connections/second per variant and the median of the
 per-round ratios vs the stdlib server (target for fastsock accept(): at
-least 1.25x).  Needs wrk (Debian: apt-get install wrk); without it the
-benchmark says so and exits 0.
+least 1.25x).  When wrk itself saturates a CPU first (on a 2-CPU machine it
+usually does: it needs more CPU per connection than this server), the
+connections/second ratio tends to 1 whatever the server costs, so the
+server's own CPU time per connection (utime + stime from /proc/PID/stat over
+the wrk run, divided by the requests wrk completed) and wrk's CPU use are
+printed too: connections per server CPU-second is what the server could
+sustain where the load generator is not the limit.  Needs wrk (Debian:
+apt-get install wrk); without it the benchmark says so and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 
 import _common as C
 
@@ -90,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         print("# wrk not found (Debian: apt-get install wrk): end-to-end benchmark skipped")
         return 0
     errors: dict[str, list[str]] = {}
+    cpu_per_conn: dict[str, list[float]] = {}
+    wrk_cpu: dict[str, list[float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(pid: int) -> float:
+        """utime + stime of a process, from /proc/PID/stat."""
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
 
     def variant(name: str):
         def go() -> float:
@@ -97,34 +114,53 @@ def main(argv: list[str] | None = None) -> int:
                                    stdout=subprocess.PIPE, text=True)
             try:
                 port = int(srv.stdout.readline())
-                out = subprocess.run(
+                c0, t0 = cpu_seconds(srv.pid), time.monotonic()
+                w = subprocess.Popen(
                     [wrk, f"-t{args.threads}", f"-c{args.connections}",
                      f"-d{args.duration:g}s", "-H", "Connection: close",
                      f"http://127.0.0.1:{port}/"],
-                    capture_output=True, text=True, check=True).stdout
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                time.sleep(min(0.5, args.duration / 4))
+                w0, tw0 = cpu_seconds(w.pid), time.monotonic()
+                time.sleep(args.duration / 2)
+                w1, tw1 = cpu_seconds(w.pid), time.monotonic()
+                out, err = w.communicate()
+                c1 = cpu_seconds(srv.pid)
+                if w.returncode != 0:
+                    raise RuntimeError(f"wrk failed:\n{out}\n{err}")
             finally:
                 srv.kill()
                 srv.wait()
             m = re.search(r"Requests/sec:\s*([\d.]+)", out)
-            if not m:
+            total = re.search(r"(\d+) requests in", out)
+            if not m or not total:
                 raise RuntimeError(f"no Requests/sec in wrk output:\n{out}")
             bad = re.search(r"Socket errors:.*|Non-2xx or 3xx responses:.*", out)
             if bad:
                 errors.setdefault(name, []).append(bad.group(0))
+            cpu_per_conn.setdefault(name, []).append((c1 - c0) / max(1, int(total.group(1))))
+            wrk_cpu.setdefault(name, []).append((w1 - w0) / (tw1 - tw0))
             return float(m.group(1))
         return go
 
     res = C.interleave(args.rounds, {name: variant(name) for name in KINDS}, warmup=0)
     width = max(map(len, res))
-    print(f"{'server':<{width}}  median connections/s")
+    print(f"{'server':<{width}}  {'connections/s':>13}  {'server CPU us/conn':>18}"
+          f"  {'wrk CPU':>7}   (medians)")
     for name, xs in res.items():
-        print(f"{name:<{width}}  {C.median(xs):12.0f}")
+        print(f"{name:<{width}}  {C.median(xs):13.0f}  {C.median(cpu_per_conn[name]) * 1e6:18.2f}"
+              f"  {C.median(wrk_cpu[name]) * 100:6.0f}%")
     base = res["stdlib accept()"]
     # higher is better: ratio = fastsock rate / stdlib rate, per round
     print(C.ratio_line("fastsock accept()", res["fastsock accept()"], base,
                        "stdlib accept() (connections/s)", ">= 1.25"))
     print(C.ratio_line("fastsock accept_many()", res["fastsock accept_many()"], base,
                        "stdlib accept() (connections/s)"))
+    # connections per server CPU-second: stdlib CPU per connection / fastsock's
+    std_cpu = cpu_per_conn["stdlib accept()"]
+    for name in ("fastsock accept()", "fastsock accept_many()"):
+        print(C.ratio_line(name, std_cpu, cpu_per_conn[name],
+                           "stdlib accept() (connections per server CPU-second)"))
     for name, errs in errors.items():
         print(f"# {name}: wrk reported {len(errs)}x: {errs[0]}")
     return 0
