@@ -664,9 +664,8 @@ def accept_many(int fd, int family, int max, timeout=None):
     cdef sockaddr_storage ss[_BATCH]
     cdef socklen_t lens[_BATCH]
     cdef int fds[_BATCH]
-    cdef int n, got, i, nfd, rc
+    cdef int n, got, i, err = 0
     cdef int left = max
-    cdef pollfd p
     cdef bint nonblocking = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0
     result = []
     fds[0] = _accept_one(fd, _timeout_value(timeout), &ss[0], &lens[0])
@@ -682,19 +681,7 @@ def accept_many(int fd, int family, int max, timeout=None):
             n = left if left < _BATCH else _BATCH
             got = 0
             with nogil:
-                while got < n:
-                    if not nonblocking:
-                        p.fd = fd
-                        p.events = POLLIN
-                        p.revents = 0
-                        if poll(&p, 1, 0) <= 0:
-                            break
-                    lens[got] = sizeof(sockaddr_storage)
-                    nfd = fs_accept_cloexec(fd, <sockaddr *>&ss[got], &lens[got])
-                    if nfd < 0:
-                        break
-                    fds[got] = nfd
-                    got += 1
+                got = _accept_batch(fd, not nonblocking, not nonblocking, n, fds, ss, lens, &err)
     except BaseException:
         for i in range(got):
             if fds[i] >= 0:
