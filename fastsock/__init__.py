@@ -12,7 +12,15 @@ and warnings of ``fastsock.errors``.
 
 import socket as _std
 import types as _types
+from typing import TYPE_CHECKING
 from typing import Any as _Any
+
+if TYPE_CHECKING:  # what globals().update() and __getattr__ provide, for type checkers
+    from socket import *  # noqa: F403
+
+    from fastsock._capabilities import Capabilities as Capabilities
+    from fastsock._capabilities import capabilities as capabilities
+    from fastsock._capabilities import has as has
 
 # Every name of the stdlib module first (including the private ones the
 # stdlib itself uses, such as _GLOBAL_DEFAULT_TIMEOUT), then ours on top.
