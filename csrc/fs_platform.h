@@ -89,8 +89,10 @@
 #endif
 #ifdef SOCK_NONBLOCK
 #define FS_HAVE_SOCK_NONBLOCK 1
+#define FS_SOCK_NONBLOCK SOCK_NONBLOCK
 #else
 #define FS_HAVE_SOCK_NONBLOCK 0
+#define FS_SOCK_NONBLOCK 0
 #endif
 
 #if defined(__linux__) || defined(__FreeBSD__) || defined(__DragonFly__) || \

@@ -40,6 +40,8 @@ cdef extern from "fs_platform.h" nogil:
     const int FS_HAVE_ACCEPT4
     const int FS_HAVE_SOCK_CLOEXEC
     const int FS_HAVE_SOCK_NONBLOCK
+    const int FS_SOCK_CLOEXEC
+    const int FS_SOCK_NONBLOCK
     const int FS_HAVE_TCP_INFO
     const int FS_HAVE_SO_LISTENQLIMIT
     const int FS_HAVE_ABSTRACT_UNIX
@@ -49,6 +51,7 @@ cdef extern from "fs_platform.h" nogil:
     const int AF_INET
     const int AF_INET6
     const int AF_UNIX
+    const int SOCK_STREAM
     const int SOL_SOCKET
     const int SO_ERROR
     const int INADDR_ANY

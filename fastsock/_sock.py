@@ -13,35 +13,51 @@ import os
 import select
 import socket as _std
 import sys
-from operator import index
-from typing import Any, NamedTuple
 
 from fastsock import _core
 from fastsock.errors import make_error
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["socket", "AcceptQueue"]
 
 _CORE_FAMILIES = frozenset({_std.AF_INET, _std.AF_INET6, _std.AF_UNIX})
 _raw_family = _std._socket.socket.family.__get__  # type: ignore[attr-defined]  # the int, no IntEnum
 _getdefaulttimeout = _std.getdefaulttimeout
-_accept_socket = _core.accept_socket
-_accept_many_sockets = _core.accept_many_sockets
-# accept()/accept_many(): the core builds accepted sockets without running
-# __init__ (most of what the stdlib's accept() costs) and gives them these
-# attributes, the ones socket.socket.__init__ and socket.__init__ below set.
-# Only listeners of the core's families take that path (``_native``).
-_ACCEPTED = (("_io_refs", 0), ("_closed", False), ("_backlog", None), ("_unix_owner", None),
-             ("_native", True))
 _audit = sys.audit
+_C = _core.SocketMethods.__dict__
 
 
-class AcceptQueue(NamedTuple):
-    """A listener's accept queue as the kernel reports it."""
+class AcceptQueue(tuple[int, int]):  # a named tuple without importing typing
+    """A listener's accept queue as the kernel reports it: ``(pending, limit)``.
 
-    pending: int
-    """Completed connections waiting for accept()."""
-    limit: int
-    """The backlog in force."""
+    ``pending``: completed connections waiting for accept(); ``limit``: the
+    backlog in force.
+    """
+
+    __slots__ = ()
+    _fields = ("pending", "limit")
+
+    def __new__(cls, pending: int, limit: int) -> AcceptQueue:
+        return tuple.__new__(cls, (pending, limit))
+
+    @property
+    def pending(self) -> int:
+        """Completed connections waiting for accept()."""
+        return self[0]
+
+    @property
+    def limit(self) -> int:
+        """The backlog in force."""
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"AcceptQueue(pending={self[0]!r}, limit={self[1]!r})"
+
+    def __getnewargs__(self) -> tuple[int, int]:
+        return (self[0], self[1])
 
 
 def _typed(exc: OSError, syscall: str, fd: int, address: Any = None) -> OSError:
@@ -57,46 +73,29 @@ class socket(_std.socket):
     Same constructor as the stdlib's; the descriptor is created by socket(2)
     with SOCK_CLOEXEC and errors are typed (``fastsock.SocketError``
     subclasses, which are also the matching ``OSError`` builtins).
+    ``__init__``, ``bind``, ``listen``, ``accept``, ``accept_many`` and
+    ``close`` are compiled (fastsock/_methods.pxi).
     """
 
-    __slots__ = ("_backlog", "_unix_owner", "_native")
+    __slots__ = ("_backlog", "_unix_owner")
+    _backlog: int | None
+    _unix_owner: tuple[Any, int, int, int] | None
 
-    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
-                 fileno: int | None = None) -> None:
-        if fileno is None:
-            family = _std.AF_INET if family == -1 else family
-            type = _std.SOCK_STREAM if type == -1 else type
-            proto = 0 if proto == -1 else proto
-            fileno = _core.socket(family, type, proto)
-            try:
-                _std._socket.socket.__init__(  # type: ignore[attr-defined]
-                    self, family, type, proto, fileno)
-            except BaseException:
-                os.close(fileno)
-                raise
-            self._io_refs = 0
-            self._closed = False
-        else:
-            super().__init__(family, type, proto, fileno)
-        self._backlog: int | None = None
-        self._unix_owner: tuple[Any, int, int, int] | None = None
-        # accept() decodes addresses in the core only for the families it
-        # encodes; the others (AF_VSOCK, AF_BLUETOOTH, ...) keep the stdlib's
-        self._native = _raw_family(self) in _CORE_FAMILIES
-
-    # -- listen ----------------------------------------------------------
-
-    def listen(self, backlog: int | None = None) -> int:  # type: ignore[override]
-        """Listen with fastsock's backlog contract; return the backlog in force.
-
-        ``None`` (the default): the live system maximum; ``0``: the smallest
-        queue; negative: as 0, with a ``BacklogWarning``; above the maximum:
-        the maximum, with a ``BacklogTruncatedWarning``.  Corresponds to
-        listen(2); the result is read back from the kernel where it tells
-        (Linux TCP, FreeBSD).  Availability: POSIX.
-        """
-        self._backlog = _core.listen(self.fileno(), backlog, stacklevel=2)
-        return self._backlog
+    if TYPE_CHECKING:
+        def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                     fileno: int | None = None) -> None: ...
+        def bind(self, address: Any) -> None: ...
+        def listen(self, backlog: int | None = None) -> int: ...  # type: ignore[override]
+        def accept(self) -> tuple[socket, Any]: ...
+        def accept_many(self, max: int) -> list[tuple[socket, Any]]: ...
+        def close(self) -> None: ...
+    else:
+        __init__ = _C["__init__"]
+        bind = _C["bind"]
+        listen = _C["listen"]
+        accept = _C["accept"]
+        accept_many = _C["accept_many"]
+        close = _C["close"]
 
     @property
     def backlog(self) -> int | None:
@@ -111,44 +110,12 @@ class socket(_std.socket):
         q = _core.accept_queue(self.fileno())
         return None if q is None else AcceptQueue(*q)
 
-    # -- accept ----------------------------------------------------------
-
-    def accept(self) -> tuple[socket, Any]:
-        """Accept a connection: ``(socket, address)``.  Corresponds to
-        accept4(2) with SOCK_CLOEXEC, GIL released, the socket's timeout
-        honoured.  Errors are sorted: ``AcceptRetryError`` (that connection is
-        gone, accept again) and ``AcceptCapacityError`` (out of descriptors or
-        memory; the connection stays queued).  Availability: POSIX.
-        """
-        if self._native:
-            return _accept_socket(self, socket, _ACCEPTED)
-        return self._accept_stdlib()
-
-    def accept_many(self, max: int) -> list[tuple[socket, Any]]:
-        """Accept up to ``max`` queued connections in one call.
-
-        Waits for the first one as ``accept()`` would (and raises as it
-        does), then takes what the queue holds without waiting, stopping at
-        EAGAIN without raising.  Corresponds to accept4(2) in a loop with the
-        GIL released once per batch.  Availability: POSIX.
-        """
-        if self._native:
-            return _accept_many_sockets(self, socket, max, _ACCEPTED)
-        if index(max) < 1:
-            raise ValueError("max must be at least 1")
-        out = [self._accept_stdlib()]
-        ready = select.poll()
-        ready.register(self, select.POLLIN)
-        try:
-            while len(out) < max and ready.poll(0):
-                out.append(self._accept_stdlib())
-        except OSError:
-            pass            # ends the batch; a lasting error comes back next call
-        return out
+    # -- accept for the families the core does not decode ------------------
 
     def _accept_stdlib(self) -> tuple[socket, Any]:
-        """accept() for families the core does not decode: the stdlib's own
-        accept(2) and address decoding, typed errors, a ``fastsock.socket``."""
+        """accept() for families the core does not decode (AF_VSOCK, ...): the
+        stdlib's own accept(2) and address decoding, typed errors, a
+        ``fastsock.socket``."""
         try:
             fd, addr = self._accept()  # type: ignore[attr-defined]
         except OSError as exc:
@@ -164,19 +131,19 @@ class socket(_std.socket):
             sock.setblocking(True)
         return sock, addr
 
-    # -- bind / connect --------------------------------------------------
-
-    def bind(self, address: Any) -> None:
-        """Bind to ``address``.  Corresponds to bind(2).  Availability: POSIX."""
-        fam = _raw_family(self)
-        if fam in _CORE_FAMILIES:
-            _audit("socket.bind", self, address)    # as the stdlib's bind()
-            _core.bind(self.fileno(), fam, address)
-            return
+    def _accept_many_stdlib(self, max: int) -> list[tuple[socket, Any]]:
+        """accept_many() for families the core does not decode."""
+        out = [self._accept_stdlib()]
+        ready = select.poll()
+        ready.register(self, select.POLLIN)
         try:
-            super().bind(address)
-        except OSError as exc:
-            raise _typed(exc, "bind", self.fileno(), address) from None
+            while len(out) < max and ready.poll(0):
+                out.append(self._accept_stdlib())
+        except OSError:
+            pass            # ends the batch; a lasting error comes back next call
+        return out
+
+    # -- connect ---------------------------------------------------------
 
     def connect(self, address: Any) -> None:
         """Connect to ``address``, honouring the socket's timeout.
@@ -204,7 +171,7 @@ class socket(_std.socket):
 
     # -- AF_UNIX path ownership (set by fastsock.listen) -------------------
 
-    def _real_close(self, _ss: Any = _std._socket.socket) -> None:  # type: ignore[attr-defined]
+    def _real_close(self, _ss: object = _std._socket.socket) -> None:  # type: ignore[attr-defined]
         owner = getattr(self, "_unix_owner", None)
         if owner is not None:
             # Unlink while the socket is still open: it keeps its file's inode
@@ -239,3 +206,9 @@ def _unlink_if_same(path: Any, dev: int, ino: int, pid: int) -> None:
 
 socket.__module__ = "fastsock"
 AcceptQueue.__module__ = "fastsock"
+
+_core.register_class(socket, (("_io_refs", 0), ("_closed", False), ("_backlog", None),
+                                 ("_unix_owner", None)))
+for _method in ("__init__", "bind", "listen", "accept", "accept_many", "close"):
+    getattr(socket, _method).__qualname__ = f"socket.{_method}"
+del _method

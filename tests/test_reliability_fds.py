@@ -35,8 +35,6 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"),
 
 N = 100            # iterations per error path (x ~50 paths)
 BAD_FD = 999_983   # above any RLIMIT_NOFILE here: EBADF without closing anything
-# The facade module's globals (whatever the module is called), for fault injection.
-FACADE = fastsock.socket.accept.__globals__
 
 
 def fd_numbers() -> set[int]:
@@ -147,24 +145,97 @@ def test_socket_errors_leave_no_descriptor(args, exc, api):
     hammer(lambda: make(*args), exc)
 
 
-def test_facade_construction_failing_after_socket2_closes_descriptor(monkeypatch):
-    """socket(2) succeeded, then building the Python object failed."""
-    real = FACADE["_std"]
+# The methods of fastsock.socket are compiled; a failure between socket(2) or
+# accept4(2) and the finished object is injected where CPython itself can
+# fail there: an audit hook that raises on "socket.__new__" (raised by every
+# way the object can be built).  Audit hooks cannot be removed, so this runs
+# in a child process.
+AUDIT_CHILD = r"""
+import os, socket as S, sys
+import fastsock
 
-    class Boom(Exception):
-        pass
+class Boom(Exception):
+    pass
 
-    class FakeSocketType:
-        @staticmethod
-        def __init__(*a, **k):
-            raise Boom("injected")
+armed = [0, 0]          # [raise on every n-th event (0: never), events seen]
 
-    fake = types.SimpleNamespace(**{k: getattr(real, k) for k in dir(real)
-                                    if not k.startswith("__")})
-    fake._socket = types.SimpleNamespace(socket=FakeSocketType)
-    monkeypatch.setitem(FACADE, "_std", fake)
-    hammer(lambda: fastsock.socket(S.AF_INET, S.SOCK_STREAM), Boom)
-    hammer(lambda: fastsock.socket(S.AF_UNIX, S.SOCK_DGRAM), Boom)
+def hook(event, args):
+    if event == "socket.__new__" and armed[0]:
+        armed[1] += 1
+        if armed[1] % armed[0] == 0:
+            raise Boom(event)
+
+sys.addaudithook(hook)
+from test_reliability_fds import fd_table as table
+
+def hammer(what, call, every=1, n=100):
+    base = table()
+    for i in range(n):
+        armed[:] = [every, 0]
+        try:
+            call()
+        except Boom:
+            armed[0] = 0
+            if table() != base:
+                sys.exit(f"{what}, iteration {i}: descriptors changed: {table()} != {base}")
+        else:
+            sys.exit(f"{what}: did not raise")
+        finally:
+            armed[0] = 0
+    print(what, "ok")
+
+listener = fastsock.listen(("127.0.0.1", 0), 1024)
+addr = listener.getsockname()
+
+def with_clients(k, body):
+    def call():
+        clients = [S.create_connection(addr) for _ in range(k)]
+        try:
+            body()
+        finally:
+            for c in clients:
+                c.close()
+    return call
+
+def drain(k):
+    got = []
+    try:
+        while len(got) < k:
+            got += listener.accept_many(k)
+    finally:
+        for s, _ in got:
+            s.close()
+
+hammer("socket() tcp", lambda: fastsock.socket(S.AF_INET, S.SOCK_STREAM))
+hammer("socket() unix dgram", lambda: fastsock.socket(S.AF_UNIX, S.SOCK_DGRAM))
+hammer("socket() nonblocking", lambda: fastsock.socket(S.AF_INET, S.SOCK_STREAM | S.SOCK_NONBLOCK))
+hammer("accept()", with_clients(1, listener.accept), n=300)
+hammer("accept_many()", with_clients(1, lambda: listener.accept_many(8)))
+hammer("accept_many() failing midway", with_clients(5, lambda: drain(5)), every=3)
+listener.settimeout(5.0)
+hammer("accept() with a timeout", with_clients(1, listener.accept))
+S.setdefaulttimeout(2.0)        # the objects are then built by the stdlib constructor
+hammer("socket() with a default timeout", lambda: fastsock.socket())
+hammer("accept() with a default timeout", with_clients(1, listener.accept))
+listener.setblocking(False)
+try:
+    drain(10**6)
+except BlockingIOError:
+    pass
+else:
+    sys.exit("the queue was not empty")
+"""
+
+
+def test_construction_failing_after_the_syscall_closes_descriptor():
+    """socket(2) or accept4(2) succeeded, then building the Python object
+    failed: the descriptor is closed before the error propagates."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", AUDIT_CHILD], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(" ok") == 9, r.stdout
 
 
 # ---- bind() ---------------------------------------------------------------------
@@ -292,34 +363,37 @@ def _with_client(env, body):
     return call
 
 
-def test_wrap_failure_after_accept4_closes_accepted_descriptor(env, monkeypatch):
+# The core builds objects of any class it is given (fastsock.socket passes
+# its own); a class whose constructor raises exercises the clean-up around it.
+SLOTS = (("_io_refs", 0), ("_closed", False), ("_backlog", None), ("_unix_owner", None))
+
+
+def test_wrap_failure_after_accept4_closes_accepted_descriptor(env):
     """accept4 returned a descriptor, then building the socket object failed."""
     def broken_socket(*a, **k):
         raise Injected
 
-    monkeypatch.setitem(FACADE, "socket", broken_socket)
-    hammer(_with_client(env, env.listener.accept), Injected, n=3 * N)
-    hammer(_with_client(env, lambda: env.listener.accept_many(8)), Injected, n=N)
+    hammer(_with_client(env, lambda: _core.accept_socket(env.listener, broken_socket)),
+           Injected, n=3 * N)
+    hammer(_with_client(env, lambda: _core.accept_many_sockets(env.listener, broken_socket, 8)),
+           Injected, n=N)
 
 
-def test_accept_many_failure_midway_closes_the_whole_batch(env, monkeypatch):
-    real = FACADE["socket"]
+def test_accept_many_failure_midway_closes_the_whole_batch(env):
     calls = []
 
     def flaky(*a, **k):
         calls.append(1)
         if len(calls) % 3 == 0:
             raise Injected
-        return real(*a, **k)
-
-    monkeypatch.setitem(FACADE, "socket", flaky)
+        return fastsock.socket(*a, **k)
 
     def call():
         clients = [S.create_connection(env.addr) for _ in range(5)]
         try:
             got = []
             while len(got) < 5:   # take every queued connection; one batch fails
-                got += env.listener.accept_many(5)
+                got += _core.accept_many_sockets(env.listener, flaky, 5, SLOTS)
         finally:
             for c in clients:
                 c.close()
@@ -331,34 +405,29 @@ def test_accept_many_failure_midway_closes_the_whole_batch(env, monkeypatch):
             s.close()
 
 
-def test_failure_after_socket_object_built_closes_accepted_descriptor(env, monkeypatch):
-    """The accepted socket object exists, then something raises before
-    accept() returns it: here its setblocking(True), which accept() calls on
-    a listener with a timeout (a KeyboardInterrupt can land there too)."""
-    real = FACADE["socket"]
+def test_failure_after_socket_object_built_closes_accepted_descriptor(env):
+    """The accepted socket object exists, then something raises before the
+    core returns it: here its setblocking(True), which the core calls for a
+    class it builds by calling it, on a listener with a timeout (a
+    KeyboardInterrupt can land there too)."""
     injected = []
 
-    class Fragile(real):
+    class Fragile(fastsock.socket):
         __slots__ = ()
+
+        def __new__(cls, *a, **k):      # not the stdlib's __new__: built by a call
+            return super().__new__(cls, *a, **k)
 
         def setblocking(self, flag):
             injected.append(flag)
             raise Injected
 
-    def build(*a, **k):
-        return Fragile(*a, **k)
-
     env.listener.settimeout(5.0)
-    monkeypatch.setitem(FACADE, "socket", build)
-    with S.create_connection(env.addr):
-        try:
-            env.listener.accept()[0].close()
-        except Injected:
-            pass
-    if not injected:
-        pytest.skip("accept() has no step after building the socket object to inject into")
-    hammer(_with_client(env, env.listener.accept), Injected, n=N)
-    hammer(_with_client(env, lambda: env.listener.accept_many(4)), Injected, n=N)
+    hammer(_with_client(env, lambda: _core.accept_socket(env.listener, Fragile)),
+           Injected, n=N)
+    assert injected
+    hammer(_with_client(env, lambda: _core.accept_many_sockets(env.listener, Fragile, 4)),
+           Injected, n=N)
 
 
 def test_raising_signal_handler_during_accept_leaves_no_descriptor(env):
