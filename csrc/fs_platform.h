@@ -210,7 +210,8 @@ static inline int fs_sysctl_int(const char *name, long long *out) {
 static inline int fs_listen_queue(int fd, long long *pending, long long *limit) {
 #if FS_HAVE_TCP_INFO
     struct tcp_info ti;
-    socklen_t len = sizeof(ti);
+    /* only as far as the two fields: the kernel copies no more than asked */
+    socklen_t len = (socklen_t)(offsetof(struct tcp_info, tcpi_sacked) + sizeof(ti.tcpi_sacked));
     memset(&ti, 0, sizeof(ti));
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
         return -1;

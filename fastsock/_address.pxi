@@ -77,7 +77,9 @@ cdef int _encode_inet(object address, sockaddr_in *sin, str syscall) except -1:
             raise TypeError("host name must not contain null character")
         p = _port(port, syscall)
         memset(sin, 0, sizeof(sockaddr_in))
-        if n == 0:
+        if fs_parse_ipv4(cs, n, &sin.sin_addr.s_addr):
+            pass                # the common case: a dotted quad
+        elif n == 0:
             sin.sin_addr.s_addr = htonl(INADDR_ANY)
         elif strcmp(cs, "<broadcast>") == 0 or strcmp(cs, "255.255.255.255") == 0:
             sin.sin_addr.s_addr = htonl(INADDR_BROADCAST)

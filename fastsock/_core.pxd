@@ -68,6 +68,7 @@ cdef extern from "fs_platform.h" nogil:
     const int EINPROGRESS
     const int EISCONN
     const int EADDRINUSE
+    const int ECONNRESET
 
     const int FS_GIL_DISABLED
     int fs_load_acquire "FS_ATOMIC_LOAD_ACQUIRE"(int *p)
@@ -114,6 +115,9 @@ cdef extern from "fs_backlog.h" nogil:
     const fs_backlog_rules *fs_backlog_rules_get(int id)
     int fs_backlog_plan(const fs_backlog_rules *rules, int defaulted, long long requested,
                         long long maximum, fs_backlog_plan_t *out)
+
+cdef extern from "fs_addr.h" nogil:
+    int fs_parse_ipv4(const char *s, size_t n, unsigned int *out)
 
 cdef extern from "fs_sys.h" nogil:
     long long fs_somaxconn(const char **source)

@@ -73,7 +73,9 @@ cdef inline object _get_slot(object obj, Py_ssize_t off, str name):
 
 
 cdef inline int _check_self(object self, str method) except -1:
-    if _FsSocket is None or not isinstance(self, _FsSocket):
+    if _FsSocket is None or not (
+            fs_type_of(self) == <fs_type *><PyObject *>_FsSocket
+            or PyType_IsSubtype(fs_type_of(self), <fs_type *><PyObject *>_FsSocket)):
         raise TypeError(f"socket.{method}() needs a fastsock.socket, "
                         f"not {type(self).__name__}")
     if fs_load_acquire(&_probe_state) == _PROBE_NOT_YET:
@@ -217,7 +219,27 @@ class SocketMethods:
             return
         _set_slot(self, _off_closed, "_closed", True)
         if _get_slot(self, _off_io_refs, "_io_refs") <= 0:
-            if _get_slot(self, _off_unix_owner, "_unix_owner") is None:
-                _std_close(self)
+            if _get_slot(self, _off_unix_owner, "_unix_owner") is not None:
+                self._real_close()      # removes the AF_UNIX path it owns
+            elif _off_fd >= 0 and _get_slot(self, _off_backlog, "_backlog") is not None:
+                _close_listener(self)
             else:
-                self._real_close()
+                _std_close(self)
+
+
+cdef int _close_listener(object sock) except -1:
+    """The stdlib's close() for a listening socket, without releasing the GIL:
+    closing a listener never waits (SO_LINGER only holds unsent data of a
+    connection), so it is as short as bind(2) or listen(2).  Like the stdlib,
+    ECONNRESET is not an error and the descriptor is gone either way."""
+    cdef int *where = <int *>(<char *><PyObject *>sock + _off_fd)
+    cdef int fd = where[0]
+    cdef int rc, err
+    if fd < 0:
+        return 0
+    where[0] = -1
+    rc = close(fd)
+    err = errno
+    if rc < 0 and err != ECONNRESET:
+        _fail(err, "close", fd)
+    return 0

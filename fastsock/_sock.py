@@ -149,6 +149,7 @@ class socket(_std.socket):
         """Connect to ``address``, honouring the socket's timeout.
         Corresponds to connect(2).  Availability: POSIX.
         """
+        self._backlog = None      # not (or no longer) a listener
         fam = _raw_family(self)
         if fam in _CORE_FAMILIES:
             _audit("socket.connect", self, address)
@@ -163,6 +164,7 @@ class socket(_std.socket):
         """Like ``connect`` but return the errno (0 on success).
         Corresponds to connect(2).  Availability: POSIX.
         """
+        self._backlog = None      # not (or no longer) a listener
         fam = _raw_family(self)
         if fam in _CORE_FAMILIES:
             _audit("socket.connect", self, address)

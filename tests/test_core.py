@@ -610,3 +610,39 @@ def test_connect_timeout_to_unanswered_backlog(tcp):
     finally:
         for c in filler + extra:
             c.close()
+
+
+# ---- IPv4 text: the fast dotted-quad parser never disagrees with the C library ----
+
+def _ipv4_expected(host):
+    """What the stdlib makes of ``host``: inet_pton(3), else getaddrinfo(3)."""
+    try:
+        return S.inet_pton(S.AF_INET, host)
+    except OSError:
+        pass
+    try:
+        info = S.getaddrinfo(host, None, S.AF_INET, S.SOCK_STREAM, 0, S.AI_NUMERICHOST)
+    except S.gaierror:
+        return None
+    return S.inet_pton(S.AF_INET, info[0][4][0])
+
+
+def test_ipv4_text_parsed_as_the_c_library_does():
+    """Canonical quads take the fast parser, the other numeric forms (leading
+    zeros, fewer parts) the C library; both must give what the stdlib gets.
+    Only forms inet_aton(3) accepts are generated, so nothing is looked up in
+    the DNS (no traffic beyond this machine)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    octet = st.one_of(st.integers(0, 255).map(str), st.integers(0, 7).map(lambda v: f"0{v}"))
+    hosts = st.lists(octet, min_size=1, max_size=4).map(".".join)
+
+    @settings(max_examples=400, deadline=None)
+    @given(hosts)
+    def check(host):
+        assert _core.encode_address(S.AF_INET, (host, 0))[4:8] == _ipv4_expected(host), host
+
+    check()
+    for host in ("127.0.0.1", "255.255.255.255", "0.0.0.0", "1.2.3.4", "10.0.0.255"):
+        assert _core.encode_address(S.AF_INET, (host, 0))[4:8] == S.inet_pton(S.AF_INET, host)
