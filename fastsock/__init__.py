@@ -12,29 +12,35 @@ and warnings of ``fastsock.errors``.
 
 import socket as _std
 import types as _types
-from typing import TYPE_CHECKING
-from typing import Any as _Any
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:  # what globals().update() and __getattr__ provide, for type checkers
     from socket import *  # noqa: F403
+    from typing import Any as _Any
 
     from fastsock._capabilities import Capabilities as Capabilities
     from fastsock._capabilities import capabilities as capabilities
     from fastsock._capabilities import has as has
+    from fastsock._listen import listen as listen
+    from fastsock.errors import *  # noqa: F403
 
 # Every name of the stdlib module first (including the private ones the
 # stdlib itself uses, such as _GLOBAL_DEFAULT_TIMEOUT), then ours on top.
-globals().update({k: v for k, v in vars(_std).items() if not k.startswith("__")})
+# Two dict updates, as filtering ~400 names in Python would cost more than the
+# rest of this module: this module's own names (__name__, __spec__, ...) are
+# put back over the stdlib's, and the stdlib's __all__ is replaced below.
+_own = dict(globals())
+globals().update(vars(_std))
+globals().update(_own)
+del _own
 
 from fastsock import errors  # noqa: E402
 from fastsock._sock import AcceptQueue, socket  # noqa: E402
-from fastsock._listen import listen  # noqa: E402
-from fastsock.errors import *  # noqa: E402,F403
 
 __version__ = "0.1.0"
 
 
-def _rebind(func: _Any) -> _Any:
+def _rebind(func: _types.FunctionType) -> _types.FunctionType:
     """The stdlib function, run with this module's globals, so that the
     ``socket`` it builds is ``fastsock.socket``.  No code is copied: the
     running Python's own code object is reused, so it stays in step with it.
@@ -54,19 +60,29 @@ for _name in ("create_connection", "create_server", "fromfd", "socketpair",
         globals()[_name] = _rebind(getattr(_std, _name))
 del _name
 
-_LAZY = {"capabilities", "has", "Capabilities"}
+# Names that come from a module on first use, never at import: listen() and
+# the capabilities (read from the live system on demand).
+_LAZY = {"listen": "fastsock._listen", "capabilities": "fastsock._capabilities",
+         "has": "fastsock._capabilities", "Capabilities": "fastsock._capabilities"}
 
 
-def __getattr__(name: str) -> _Any:
-    # capabilities are read from the live system on demand, never at import
+def __getattr__(name: str) -> "_Any":
+    # fastsock.errors creates most of its classes only when one is first used,
+    # so its names are taken from it then too.
     if name in _LAZY:
         import importlib
-        mod = importlib.import_module("fastsock._capabilities")
-        globals().update({n: getattr(mod, n) for n in _LAZY})
-        return globals()[name]
-    raise AttributeError(f"module 'fastsock' has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in errors.__all__:
+        value = getattr(errors, name)
+    else:
+        raise AttributeError(f"module 'fastsock' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-__all__ = sorted(set(_std.__all__) | set(errors.__all__) | {
-    "AcceptQueue", "listen", "capabilities", "has", "Capabilities", "errors",
-})
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+# the stdlib's names, then fastsock's own (none of which the stdlib has)
+__all__ = [*_std.__all__, *errors.__all__, *_LAZY, "AcceptQueue", "errors"]

@@ -1,23 +1,22 @@
 """``fastsock.listen()``: a listening socket in one call."""
 
-from __future__ import annotations
-
-import contextlib
 import errno
 import os
 import socket as _std
 import stat
 import time
-from collections.abc import Iterator
-from typing import Any
 
 from fastsock import _core
 from fastsock._sock import socket
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["listen"]
 
 
-def _family_of(address: Any, dualstack_ipv6: bool) -> int:
+def _family_of(address: object, dualstack_ipv6: bool) -> int:
     """The address family that ``address`` implies."""
     if isinstance(address, tuple):
         host = address[0] if address else ""
@@ -35,16 +34,16 @@ def _family_of(address: Any, dualstack_ipv6: bool) -> int:
         f"name, not {type(address).__name__}")
 
 
-def _is_abstract(address: Any) -> bool:
+def _is_abstract(address: object) -> bool:
     return (isinstance(address, (bytes, bytearray)) and address[:1] == b"\0") or \
         (isinstance(address, str) and address[:1] == "\0")
 
 
-@contextlib.contextmanager
-def _dir_lock(path: Any) -> Iterator[None]:
-    """Hold flock(2) on the directory of ``path``, so that fastsock listeners
+def _dir_lock(path: str | bytes) -> int | None:
+    """Take flock(2) on the directory of ``path``, so that fastsock listeners
     on paths there go from bind(2) to listen(2) one at a time: none of them
     can take another's file, bound but not yet listening, for a stale one.
+    Returns the descriptor that holds the lock: closing it releases the lock.
     Waits up to 5 s for the lock, then goes on without it (as it does where
     the directory cannot be opened or locked)."""
     try:
@@ -52,29 +51,28 @@ def _dir_lock(path: Any) -> Iterator[None]:
         fd = os.open(os.path.dirname(os.path.abspath(path)),
                      os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
     except (ImportError, OSError):
-        yield
-        return
+        return None
+    deadline = time.monotonic() + 5.0
     try:
-        deadline = time.monotonic() + 5.0
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return fd
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    break
-                time.sleep(0.001)
+                    return fd
             except OSError:
-                break
-        yield
-    finally:
-        os.close(fd)                    # releases the lock
+                return fd
+            time.sleep(0.001)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def _bind_unix(sock: socket, path: Any) -> None:
+def _bind_unix(sock: socket, path: str | bytes) -> None:
     """Bind an AF_UNIX path, replacing a stale socket file (one with no
     listener behind it).  A live listener gives ``AddressInUseError``; a path
-    that is not a socket is never removed.  Call with ``_dir_lock(path)`` held.
+    that is not a socket is never removed.  Call it holding ``_dir_lock(path)``'s lock.
     """
     try:
         sock.bind(path)
@@ -94,12 +92,14 @@ def _bind_unix(sock: socket, path: Any) -> None:
             again = None
         # remove it only if it is still the very file we found stale
         if again is not None and (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(path)
+            except FileNotFoundError:
+                pass
         sock.bind(path)
 
 
-def _is_stale(path: Any) -> bool:
+def _is_stale(path: str | bytes) -> bool:
     """True when nothing listens on the AF_UNIX socket file at ``path``."""
     probe = socket(_std.AF_UNIX, _std.SOCK_STREAM)
     try:
@@ -109,7 +109,7 @@ def _is_stale(path: Any) -> bool:
         probe.close()
 
 
-def listen(address: Any, backlog: int | None = None, *, family: int | None = None,
+def listen(address: "Any", backlog: int | None = None, *, family: int | None = None,
            reuse_port: bool = False, reuse_port_lb: bool = False,
            dualstack_ipv6: bool = False, defer_accept: int | None = None,
            fast_open: int | None = None) -> socket:
@@ -152,11 +152,15 @@ def listen(address: Any, backlog: int | None = None, *, family: int | None = Non
                                    defer_accept=defer_accept, fast_open=fast_open)
         if family == _std.AF_UNIX and not _is_abstract(address):
             path = bytes(address) if isinstance(address, bytearray) else os.fspath(address)
-            with _dir_lock(path):
+            lock = _dir_lock(path)
+            try:
                 _bind_unix(sock, path)
                 st = os.lstat(path)
                 sock._unix_owner = (path, st.st_dev, st.st_ino, os.getpid())
                 sock._backlog = _core.listen(sock.fileno(), backlog, stacklevel=2)
+            finally:
+                if lock is not None:
+                    os.close(lock)      # releases the lock
         else:
             sock.bind(address)
             sock._backlog = _core.listen(sock.fileno(), backlog, stacklevel=2)

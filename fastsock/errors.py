@@ -32,12 +32,14 @@ clause per kind (the same errnos from bind or connect are not)::
         handle(conn, addr)
 """
 
-from __future__ import annotations
-
+import _thread
 import errno as _errno
 import os
-from collections.abc import Mapping
 from types import MappingProxyType
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "SocketError", "SocketTimeout", "PermissionDeniedError", "OperationNotPermittedError",
@@ -100,211 +102,6 @@ class SocketTimeout(SocketError, TimeoutError):
         super().__init__(*(args or ("timed out",)))
 
 
-# ---- one class per errno (the errno and the syscalls that return it) --------
-
-class PermissionDeniedError(SocketError, PermissionError):
-    """EACCES: socket (type denied), bind (privileged port, AF_UNIX path permission),
-    connect (AF_UNIX write permission, broadcast, SELinux), listen (POSIX)."""
-
-class OperationNotPermittedError(SocketError, PermissionError):
-    """EPERM: connect (firewall rule, broadcast), socket (FreeBSD), accept (firewall)."""
-
-class AddressInUseError(SocketError):
-    """EADDRINUSE: bind (address taken), listen (another socket listens on the port),
-    connect (local address in use)."""
-
-class EphemeralPortsExhaustedError(AddressInUseError):
-    """EADDRINUSE from listen on a socket that was not bound: the kernel found no free
-    ephemeral port to bind it to (Linux)."""
-
-class AddressNotAvailableError(SocketError):
-    """EADDRNOTAVAIL: bind (address not local), connect (no free ephemeral port on
-    Linux; address not available on the BSDs)."""
-
-class AddressFamilyNotSupportedError(SocketError):
-    """EAFNOSUPPORT: socket (family not supported), bind/connect (address of another
-    family)."""
-
-class ProtocolNotSupportedError(SocketError):
-    """EPROTONOSUPPORT: socket (protocol not supported in the family); accept (Linux)."""
-
-class WrongProtocolTypeError(SocketError):
-    """EPROTOTYPE: socket (protocol does not fit the type), connect (AF_UNIX peer of
-    another type)."""
-
-class SocketTypeNotSupportedError(SocketError):
-    """ESOCKTNOSUPPORT: socket (type not supported in the family); accept (Linux)."""
-
-class OperationNotSupportedError(SocketError):
-    """EOPNOTSUPP (and ENOTSUP where it differs): listen/accept (type does not listen,
-    e.g. UDP), connect (socket is listening), bind (POSIX); accept network error."""
-
-class ProtocolNotAvailableError(SocketError):
-    """ENOPROTOOPT: accept (network error of the new connection, Linux)."""
-
-class ProtocolError(SocketError):
-    """EPROTO: accept (protocol error on the new connection)."""
-
-class BadDescriptorError(SocketError):
-    """EBADF: bind, listen, accept, connect (not an open descriptor)."""
-
-class NotSocketError(SocketError):
-    """ENOTSOCK: bind, listen, accept, connect (descriptor is not a socket)."""
-
-class DestinationAddressRequiredError(SocketError):
-    """EDESTADDRREQ: listen (unbound, and the protocol needs a bound socket), bind (POSIX)."""
-
-class InvalidArgumentError(SocketError):
-    """EINVAL: socket (unknown protocol, bad flags), bind (already bound, bad address
-    length), listen (connected or shut down), accept (not listening, bad flags),
-    connect (bad address)."""
-
-class AlreadyConnectedError(SocketError):
-    """EISCONN: connect (already connected), bind (POSIX)."""
-
-class BadAddressError(SocketError):
-    """EFAULT: bind, accept, connect (address buffer outside the process's memory)."""
-
-class TooManyOpenFilesError(SocketError):
-    """EMFILE: socket, accept (per-process descriptor limit, RLIMIT_NOFILE)."""
-
-class SystemFileTableFullError(SocketError):
-    """ENFILE: socket, accept (system-wide open file limit)."""
-
-class NoBufferSpaceError(SocketError):
-    """ENOBUFS: socket, accept, listen, connect, bind (no buffer space / socket memory)."""
-
-class OutOfMemoryError(SocketError):
-    """ENOMEM: socket, bind, accept (insufficient kernel memory)."""
-
-class NoStreamResourcesError(SocketError):
-    """ENOSR: accept (Linux, out of STREAMS resources; where the errno exists)."""
-
-class WouldBlockError(SocketError, BlockingIOError):
-    """EAGAIN/EWOULDBLOCK: accept (non-blocking, nothing queued), connect (non-blocking
-    AF_UNIX, or no routing cache entry), bind (FreeBSD, resources short)."""
-
-class AlreadyInProgressError(SocketError, BlockingIOError):
-    """EALREADY: connect (a non-blocking connect is still in progress)."""
-
-class OperationInProgressError(SocketError, BlockingIOError):
-    """EINPROGRESS: connect (non-blocking connect started; poll for writability)."""
-
-class InterruptedCallError(SocketError, InterruptedError):
-    """EINTR: accept, connect, bind (signal; fastsock retries unless a handler raises)."""
-
-class RefusedError(SocketError, ConnectionRefusedError):
-    """ECONNREFUSED: connect (nothing listens at the address)."""
-
-class AbortedError(SocketError, ConnectionAbortedError):
-    """ECONNABORTED: accept (the connection was aborted while queued)."""
-
-class ResetError(SocketError, ConnectionResetError):
-    """ECONNRESET: connect (the peer reset the connection request; POSIX, BSD)."""
-
-class ConnectionTimedOutError(SocketError, TimeoutError):
-    """ETIMEDOUT: connect (the kernel's own connect timeout); accept (Linux)."""
-
-class PipeBrokenError(SocketError, BrokenPipeError):
-    """EPIPE: not from the five calls but from send on a socket that is shut down for
-    writing or closed by the peer; here so the I/O wrappers raise it typed too."""
-
-class EndpointShutdownError(SocketError, BrokenPipeError):
-    """ESHUTDOWN: send after the endpoint was shut down (CPython maps it like EPIPE)."""
-
-class NetworkUnreachableError(SocketError):
-    """ENETUNREACH: connect (no route to the network); accept network error."""
-
-class NetworkDownError(SocketError):
-    """ENETDOWN: connect (interface down); accept network error."""
-
-class HostUnreachableError(SocketError):
-    """EHOSTUNREACH: connect (no route to the host); accept network error."""
-
-class HostDownError(SocketError):
-    """EHOSTDOWN: connect (host is down); accept network error."""
-
-class NoNetworkError(SocketError):
-    """ENONET: accept network error (Linux only: machine is not on the network)."""
-
-class PathNotFoundError(SocketError, FileNotFoundError):
-    """ENOENT: bind (AF_UNIX directory missing), connect (AF_UNIX path missing)."""
-
-class PathExistsError(SocketError, FileExistsError):
-    """EEXIST: bind (macOS/BSD: a file already exists at the AF_UNIX path)."""
-
-class NotDirectoryError(SocketError, NotADirectoryError):
-    """ENOTDIR: bind, connect (a component of the AF_UNIX path prefix is a file)."""
-
-class IsDirectoryError(SocketError, IsADirectoryError):
-    """EISDIR: bind (BSD, POSIX: empty AF_UNIX path or a directory)."""
-
-class NameTooLongError(SocketError):
-    """ENAMETOOLONG: bind, connect (AF_UNIX path longer than sockaddr_un holds)."""
-
-class SymlinkLoopError(SocketError):
-    """ELOOP: bind, connect (too many symbolic links in the AF_UNIX path)."""
-
-class ReadOnlyFilesystemError(SocketError):
-    """EROFS: bind (the AF_UNIX socket inode would be on a read-only filesystem)."""
-
-class InputOutputError(SocketError):
-    """EIO: bind, connect (I/O error making or reading the AF_UNIX directory entry)."""
-
-
-# ---- accept sorting ---------------------------------------------------------
-
-class AcceptRetryError(SocketError):
-    """Marker: accept failed for a connection that is already gone; accept again now.
-    Errnos: ACCEPT_RETRY_ERRNOS.  Only errors from accept are instances."""
-
-class AcceptCapacityError(SocketError):
-    """Marker: accept failed for lack of descriptors or memory; the connection stays
-    queued.  Back off, free resources, retry.  Errnos: ACCEPT_CAPACITY_ERRNOS."""
-
-class AcceptAbortedError(AbortedError, AcceptRetryError):
-    """ECONNABORTED from accept: aborted while queued."""
-
-class AcceptOperationNotPermittedError(OperationNotPermittedError, AcceptRetryError):
-    """EPERM from accept: firewall rules forbid the connection."""
-
-class AcceptNetworkDownError(NetworkDownError, AcceptRetryError):
-    """ENETDOWN from accept (accept(2): treat like EAGAIN)."""
-
-class AcceptProtocolError(ProtocolError, AcceptRetryError):
-    """EPROTO from accept (accept(2): treat like EAGAIN)."""
-
-class AcceptProtocolNotAvailableError(ProtocolNotAvailableError, AcceptRetryError):
-    """ENOPROTOOPT from accept (accept(2): treat like EAGAIN)."""
-
-class AcceptHostDownError(HostDownError, AcceptRetryError):
-    """EHOSTDOWN from accept (accept(2): treat like EAGAIN)."""
-
-class AcceptNoNetworkError(NoNetworkError, AcceptRetryError):
-    """ENONET from accept (Linux; accept(2): treat like EAGAIN)."""
-
-class AcceptHostUnreachableError(HostUnreachableError, AcceptRetryError):
-    """EHOSTUNREACH from accept (accept(2): treat like EAGAIN)."""
-
-class AcceptOperationNotSupportedError(OperationNotSupportedError, AcceptRetryError):
-    """EOPNOTSUPP from accept (accept(2): treat like EAGAIN)."""
-
-class AcceptNetworkUnreachableError(NetworkUnreachableError, AcceptRetryError):
-    """ENETUNREACH from accept (accept(2): treat like EAGAIN)."""
-
-class AcceptTooManyOpenFilesError(TooManyOpenFilesError, AcceptCapacityError):
-    """EMFILE from accept: the process is out of descriptors."""
-
-class AcceptSystemFileTableFullError(SystemFileTableFullError, AcceptCapacityError):
-    """ENFILE from accept: the system is out of open files."""
-
-class AcceptNoBufferSpaceError(NoBufferSpaceError, AcceptCapacityError):
-    """ENOBUFS from accept: out of socket buffer memory."""
-
-class AcceptOutOfMemoryError(OutOfMemoryError, AcceptCapacityError):
-    """ENOMEM from accept: out of kernel memory."""
-
-
 # ---- not errno errors ---------------------------------------------------------
 
 class InvalidPortError(ValueError, OverflowError):
@@ -321,7 +118,7 @@ class UnsupportedOptionError(ValueError):
         super().__init__(message or f"{capability!r} is not supported on this platform")
         self.capability = capability
 
-    def __reduce__(self) -> tuple[type[UnsupportedOptionError], tuple[str, str], object]:
+    def __reduce__(self) -> "tuple[type[UnsupportedOptionError], tuple[str, str], object]":
         return type(self), (self.capability, str(self.args[0])), self.__dict__
 
 class BacklogWarning(RuntimeWarning):
@@ -331,80 +128,410 @@ class BacklogTruncatedWarning(BacklogWarning):
     """listen()'s backlog exceeded the system limit; names the limit, its value, the knob."""
 
 
-# ---- the tables ---------------------------------------------------------------
+# ---- the errno classes, created on first use ------------------------------------
+#
+# Creating a class costs 15-50 us and there are 62 of them: most of what importing
+# fastsock would cost.  So _errno_classes() holds their definitions, and
+# _create_errno_classes() runs it the first time one of them, or a table, is
+# needed: make_error() calls it, and so does the module __getattr__ (PEP 562) for
+# the names of __all__ not defined yet.  That runs code already in memory and opens
+# no file, so it works in a process that is out of descriptors (EMFILE is one of
+# the errnos it serves).  Type checkers read the declarations below instead;
+# tests/test_lazy_import.py checks that they name the same classes and bases.
 
-_BY_NAME: tuple[tuple[str, type[SocketError]], ...] = (
-    ("EACCES", PermissionDeniedError), ("EPERM", OperationNotPermittedError),
-    ("EADDRINUSE", AddressInUseError), ("EADDRNOTAVAIL", AddressNotAvailableError),
-    ("EAFNOSUPPORT", AddressFamilyNotSupportedError),
-    ("EPROTONOSUPPORT", ProtocolNotSupportedError), ("EPROTOTYPE", WrongProtocolTypeError),
-    ("ESOCKTNOSUPPORT", SocketTypeNotSupportedError),
-    ("EOPNOTSUPP", OperationNotSupportedError), ("ENOTSUP", OperationNotSupportedError),
-    ("ENOPROTOOPT", ProtocolNotAvailableError), ("EPROTO", ProtocolError),
-    ("EBADF", BadDescriptorError), ("ENOTSOCK", NotSocketError),
-    ("EDESTADDRREQ", DestinationAddressRequiredError), ("EINVAL", InvalidArgumentError),
-    ("EISCONN", AlreadyConnectedError), ("EFAULT", BadAddressError),
-    ("EMFILE", TooManyOpenFilesError), ("ENFILE", SystemFileTableFullError),
-    ("ENOBUFS", NoBufferSpaceError), ("ENOMEM", OutOfMemoryError),
-    ("ENOSR", NoStreamResourcesError),
-    ("EAGAIN", WouldBlockError), ("EWOULDBLOCK", WouldBlockError),
-    ("EALREADY", AlreadyInProgressError), ("EINPROGRESS", OperationInProgressError),
-    ("EINTR", InterruptedCallError), ("ECONNREFUSED", RefusedError),
-    ("ECONNABORTED", AbortedError), ("ECONNRESET", ResetError),
-    ("ETIMEDOUT", ConnectionTimedOutError), ("EPIPE", PipeBrokenError),
-    ("ESHUTDOWN", EndpointShutdownError),
-    ("ENETUNREACH", NetworkUnreachableError), ("ENETDOWN", NetworkDownError),
-    ("EHOSTUNREACH", HostUnreachableError), ("EHOSTDOWN", HostDownError),
-    ("ENONET", NoNetworkError), ("ENOENT", PathNotFoundError), ("EEXIST", PathExistsError),
-    ("ENOTDIR", NotDirectoryError), ("EISDIR", IsDirectoryError),
-    ("ENAMETOOLONG", NameTooLongError), ("ELOOP", SymlinkLoopError),
-    ("EROFS", ReadOnlyFilesystemError), ("EIO", InputOutputError),
+if TYPE_CHECKING:  # the classes _errno_classes() creates, as type checkers see them
+    class PermissionDeniedError(SocketError, PermissionError): ...
+    class OperationNotPermittedError(SocketError, PermissionError): ...
+    class AddressInUseError(SocketError): ...
+    class EphemeralPortsExhaustedError(AddressInUseError): ...
+    class AddressNotAvailableError(SocketError): ...
+    class AddressFamilyNotSupportedError(SocketError): ...
+    class ProtocolNotSupportedError(SocketError): ...
+    class WrongProtocolTypeError(SocketError): ...
+    class SocketTypeNotSupportedError(SocketError): ...
+    class OperationNotSupportedError(SocketError): ...
+    class ProtocolNotAvailableError(SocketError): ...
+    class ProtocolError(SocketError): ...
+    class BadDescriptorError(SocketError): ...
+    class NotSocketError(SocketError): ...
+    class DestinationAddressRequiredError(SocketError): ...
+    class InvalidArgumentError(SocketError): ...
+    class AlreadyConnectedError(SocketError): ...
+    class BadAddressError(SocketError): ...
+    class TooManyOpenFilesError(SocketError): ...
+    class SystemFileTableFullError(SocketError): ...
+    class NoBufferSpaceError(SocketError): ...
+    class OutOfMemoryError(SocketError): ...
+    class NoStreamResourcesError(SocketError): ...
+    class WouldBlockError(SocketError, BlockingIOError): ...
+    class AlreadyInProgressError(SocketError, BlockingIOError): ...
+    class OperationInProgressError(SocketError, BlockingIOError): ...
+    class InterruptedCallError(SocketError, InterruptedError): ...
+    class RefusedError(SocketError, ConnectionRefusedError): ...
+    class AbortedError(SocketError, ConnectionAbortedError): ...
+    class ResetError(SocketError, ConnectionResetError): ...
+    class ConnectionTimedOutError(SocketError, TimeoutError): ...
+    class PipeBrokenError(SocketError, BrokenPipeError): ...
+    class EndpointShutdownError(SocketError, BrokenPipeError): ...
+    class NetworkUnreachableError(SocketError): ...
+    class NetworkDownError(SocketError): ...
+    class HostUnreachableError(SocketError): ...
+    class HostDownError(SocketError): ...
+    class NoNetworkError(SocketError): ...
+    class PathNotFoundError(SocketError, FileNotFoundError): ...
+    class PathExistsError(SocketError, FileExistsError): ...
+    class NotDirectoryError(SocketError, NotADirectoryError): ...
+    class IsDirectoryError(SocketError, IsADirectoryError): ...
+    class NameTooLongError(SocketError): ...
+    class SymlinkLoopError(SocketError): ...
+    class ReadOnlyFilesystemError(SocketError): ...
+    class InputOutputError(SocketError): ...
+    class AcceptRetryError(SocketError): ...
+    class AcceptCapacityError(SocketError): ...
+    class AcceptAbortedError(AbortedError, AcceptRetryError): ...
+    class AcceptOperationNotPermittedError(OperationNotPermittedError, AcceptRetryError): ...
+    class AcceptNetworkDownError(NetworkDownError, AcceptRetryError): ...
+    class AcceptProtocolError(ProtocolError, AcceptRetryError): ...
+    class AcceptProtocolNotAvailableError(ProtocolNotAvailableError, AcceptRetryError): ...
+    class AcceptHostDownError(HostDownError, AcceptRetryError): ...
+    class AcceptNoNetworkError(NoNetworkError, AcceptRetryError): ...
+    class AcceptHostUnreachableError(HostUnreachableError, AcceptRetryError): ...
+    class AcceptOperationNotSupportedError(OperationNotSupportedError, AcceptRetryError): ...
+    class AcceptNetworkUnreachableError(NetworkUnreachableError, AcceptRetryError): ...
+    class AcceptTooManyOpenFilesError(TooManyOpenFilesError, AcceptCapacityError): ...
+    class AcceptSystemFileTableFullError(SystemFileTableFullError, AcceptCapacityError): ...
+    class AcceptNoBufferSpaceError(NoBufferSpaceError, AcceptCapacityError): ...
+    class AcceptOutOfMemoryError(OutOfMemoryError, AcceptCapacityError): ...
+
+    def _errno_classes() -> dict[str, type[SocketError]]: ...
+else:
+    def _errno_classes():
+        """A new set of the errno classes, by name (_create_errno_classes() keeps one)."""
+        # one class per errno (the errno and the syscalls that return it)
+
+        class PermissionDeniedError(SocketError, PermissionError):
+            """EACCES: socket (type denied), bind (privileged port, AF_UNIX path permission),
+            connect (AF_UNIX write permission, broadcast, SELinux), listen (POSIX)."""
+
+        class OperationNotPermittedError(SocketError, PermissionError):
+            """EPERM: connect (firewall rule, broadcast), socket (FreeBSD), accept (firewall)."""
+
+        class AddressInUseError(SocketError):
+            """EADDRINUSE: bind (address taken), listen (another socket listens on the port),
+            connect (local address in use)."""
+
+        class EphemeralPortsExhaustedError(AddressInUseError):
+            """EADDRINUSE from listen on a socket that was not bound: the kernel found no free
+            ephemeral port to bind it to (Linux)."""
+
+        class AddressNotAvailableError(SocketError):
+            """EADDRNOTAVAIL: bind (address not local), connect (no free ephemeral port on
+            Linux; address not available on the BSDs)."""
+
+        class AddressFamilyNotSupportedError(SocketError):
+            """EAFNOSUPPORT: socket (family not supported), bind/connect (address of another
+            family)."""
+
+        class ProtocolNotSupportedError(SocketError):
+            """EPROTONOSUPPORT: socket (protocol not supported in the family); accept (Linux)."""
+
+        class WrongProtocolTypeError(SocketError):
+            """EPROTOTYPE: socket (protocol does not fit the type), connect (AF_UNIX peer of
+            another type)."""
+
+        class SocketTypeNotSupportedError(SocketError):
+            """ESOCKTNOSUPPORT: socket (type not supported in the family); accept (Linux)."""
+
+        class OperationNotSupportedError(SocketError):
+            """EOPNOTSUPP (and ENOTSUP where it differs): listen/accept (type does not listen,
+            e.g. UDP), connect (socket is listening), bind (POSIX); accept network error."""
+
+        class ProtocolNotAvailableError(SocketError):
+            """ENOPROTOOPT: accept (network error of the new connection, Linux)."""
+
+        class ProtocolError(SocketError):
+            """EPROTO: accept (protocol error on the new connection)."""
+
+        class BadDescriptorError(SocketError):
+            """EBADF: bind, listen, accept, connect (not an open descriptor)."""
+
+        class NotSocketError(SocketError):
+            """ENOTSOCK: bind, listen, accept, connect (descriptor is not a socket)."""
+
+        class DestinationAddressRequiredError(SocketError):
+            """EDESTADDRREQ: listen (unbound, and the protocol needs a bound socket), bind (POSIX)."""
+
+        class InvalidArgumentError(SocketError):
+            """EINVAL: socket (unknown protocol, bad flags), bind (already bound, bad address
+            length), listen (connected or shut down), accept (not listening, bad flags),
+            connect (bad address)."""
+
+        class AlreadyConnectedError(SocketError):
+            """EISCONN: connect (already connected), bind (POSIX)."""
+
+        class BadAddressError(SocketError):
+            """EFAULT: bind, accept, connect (address buffer outside the process's memory)."""
+
+        class TooManyOpenFilesError(SocketError):
+            """EMFILE: socket, accept (per-process descriptor limit, RLIMIT_NOFILE)."""
+
+        class SystemFileTableFullError(SocketError):
+            """ENFILE: socket, accept (system-wide open file limit)."""
+
+        class NoBufferSpaceError(SocketError):
+            """ENOBUFS: socket, accept, listen, connect, bind (no buffer space / socket memory)."""
+
+        class OutOfMemoryError(SocketError):
+            """ENOMEM: socket, bind, accept (insufficient kernel memory)."""
+
+        class NoStreamResourcesError(SocketError):
+            """ENOSR: accept (Linux, out of STREAMS resources; where the errno exists)."""
+
+        class WouldBlockError(SocketError, BlockingIOError):
+            """EAGAIN/EWOULDBLOCK: accept (non-blocking, nothing queued), connect (non-blocking
+            AF_UNIX, or no routing cache entry), bind (FreeBSD, resources short)."""
+
+        class AlreadyInProgressError(SocketError, BlockingIOError):
+            """EALREADY: connect (a non-blocking connect is still in progress)."""
+
+        class OperationInProgressError(SocketError, BlockingIOError):
+            """EINPROGRESS: connect (non-blocking connect started; poll for writability)."""
+
+        class InterruptedCallError(SocketError, InterruptedError):
+            """EINTR: accept, connect, bind (signal; fastsock retries unless a handler raises)."""
+
+        class RefusedError(SocketError, ConnectionRefusedError):
+            """ECONNREFUSED: connect (nothing listens at the address)."""
+
+        class AbortedError(SocketError, ConnectionAbortedError):
+            """ECONNABORTED: accept (the connection was aborted while queued)."""
+
+        class ResetError(SocketError, ConnectionResetError):
+            """ECONNRESET: connect (the peer reset the connection request; POSIX, BSD)."""
+
+        class ConnectionTimedOutError(SocketError, TimeoutError):
+            """ETIMEDOUT: connect (the kernel's own connect timeout); accept (Linux)."""
+
+        class PipeBrokenError(SocketError, BrokenPipeError):
+            """EPIPE: not from the five calls but from send on a socket that is shut down for
+            writing or closed by the peer; here so the I/O wrappers raise it typed too."""
+
+        class EndpointShutdownError(SocketError, BrokenPipeError):
+            """ESHUTDOWN: send after the endpoint was shut down (CPython maps it like EPIPE)."""
+
+        class NetworkUnreachableError(SocketError):
+            """ENETUNREACH: connect (no route to the network); accept network error."""
+
+        class NetworkDownError(SocketError):
+            """ENETDOWN: connect (interface down); accept network error."""
+
+        class HostUnreachableError(SocketError):
+            """EHOSTUNREACH: connect (no route to the host); accept network error."""
+
+        class HostDownError(SocketError):
+            """EHOSTDOWN: connect (host is down); accept network error."""
+
+        class NoNetworkError(SocketError):
+            """ENONET: accept network error (Linux only: machine is not on the network)."""
+
+        class PathNotFoundError(SocketError, FileNotFoundError):
+            """ENOENT: bind (AF_UNIX directory missing), connect (AF_UNIX path missing)."""
+
+        class PathExistsError(SocketError, FileExistsError):
+            """EEXIST: bind (macOS/BSD: a file already exists at the AF_UNIX path)."""
+
+        class NotDirectoryError(SocketError, NotADirectoryError):
+            """ENOTDIR: bind, connect (a component of the AF_UNIX path prefix is a file)."""
+
+        class IsDirectoryError(SocketError, IsADirectoryError):
+            """EISDIR: bind (BSD, POSIX: empty AF_UNIX path or a directory)."""
+
+        class NameTooLongError(SocketError):
+            """ENAMETOOLONG: bind, connect (AF_UNIX path longer than sockaddr_un holds)."""
+
+        class SymlinkLoopError(SocketError):
+            """ELOOP: bind, connect (too many symbolic links in the AF_UNIX path)."""
+
+        class ReadOnlyFilesystemError(SocketError):
+            """EROFS: bind (the AF_UNIX socket inode would be on a read-only filesystem)."""
+
+        class InputOutputError(SocketError):
+            """EIO: bind, connect (I/O error making or reading the AF_UNIX directory entry)."""
+
+
+        # accept sorting
+
+        class AcceptRetryError(SocketError):
+            """Marker: accept failed for a connection that is already gone; accept again now.
+            Errnos: ACCEPT_RETRY_ERRNOS.  Only errors from accept are instances."""
+
+        class AcceptCapacityError(SocketError):
+            """Marker: accept failed for lack of descriptors or memory; the connection stays
+            queued.  Back off, free resources, retry.  Errnos: ACCEPT_CAPACITY_ERRNOS."""
+
+        class AcceptAbortedError(AbortedError, AcceptRetryError):
+            """ECONNABORTED from accept: aborted while queued."""
+
+        class AcceptOperationNotPermittedError(OperationNotPermittedError, AcceptRetryError):
+            """EPERM from accept: firewall rules forbid the connection."""
+
+        class AcceptNetworkDownError(NetworkDownError, AcceptRetryError):
+            """ENETDOWN from accept (accept(2): treat like EAGAIN)."""
+
+        class AcceptProtocolError(ProtocolError, AcceptRetryError):
+            """EPROTO from accept (accept(2): treat like EAGAIN)."""
+
+        class AcceptProtocolNotAvailableError(ProtocolNotAvailableError, AcceptRetryError):
+            """ENOPROTOOPT from accept (accept(2): treat like EAGAIN)."""
+
+        class AcceptHostDownError(HostDownError, AcceptRetryError):
+            """EHOSTDOWN from accept (accept(2): treat like EAGAIN)."""
+
+        class AcceptNoNetworkError(NoNetworkError, AcceptRetryError):
+            """ENONET from accept (Linux; accept(2): treat like EAGAIN)."""
+
+        class AcceptHostUnreachableError(HostUnreachableError, AcceptRetryError):
+            """EHOSTUNREACH from accept (accept(2): treat like EAGAIN)."""
+
+        class AcceptOperationNotSupportedError(OperationNotSupportedError, AcceptRetryError):
+            """EOPNOTSUPP from accept (accept(2): treat like EAGAIN)."""
+
+        class AcceptNetworkUnreachableError(NetworkUnreachableError, AcceptRetryError):
+            """ENETUNREACH from accept (accept(2): treat like EAGAIN)."""
+
+        class AcceptTooManyOpenFilesError(TooManyOpenFilesError, AcceptCapacityError):
+            """EMFILE from accept: the process is out of descriptors."""
+
+        class AcceptSystemFileTableFullError(SystemFileTableFullError, AcceptCapacityError):
+            """ENFILE from accept: the system is out of open files."""
+
+        class AcceptNoBufferSpaceError(NoBufferSpaceError, AcceptCapacityError):
+            """ENOBUFS from accept: out of socket buffer memory."""
+
+        class AcceptOutOfMemoryError(OutOfMemoryError, AcceptCapacityError):
+            """ENOMEM from accept: out of kernel memory."""
+
+        return locals()
+
+
+# ---- the tables: errno name -> class name ------------------------------------------
+
+_BY_NAME = (
+    ("EACCES", "PermissionDeniedError"), ("EPERM", "OperationNotPermittedError"),
+    ("EADDRINUSE", "AddressInUseError"), ("EADDRNOTAVAIL", "AddressNotAvailableError"),
+    ("EAFNOSUPPORT", "AddressFamilyNotSupportedError"),
+    ("EPROTONOSUPPORT", "ProtocolNotSupportedError"), ("EPROTOTYPE", "WrongProtocolTypeError"),
+    ("ESOCKTNOSUPPORT", "SocketTypeNotSupportedError"),
+    ("EOPNOTSUPP", "OperationNotSupportedError"), ("ENOTSUP", "OperationNotSupportedError"),
+    ("ENOPROTOOPT", "ProtocolNotAvailableError"), ("EPROTO", "ProtocolError"),
+    ("EBADF", "BadDescriptorError"), ("ENOTSOCK", "NotSocketError"),
+    ("EDESTADDRREQ", "DestinationAddressRequiredError"), ("EINVAL", "InvalidArgumentError"),
+    ("EISCONN", "AlreadyConnectedError"), ("EFAULT", "BadAddressError"),
+    ("EMFILE", "TooManyOpenFilesError"), ("ENFILE", "SystemFileTableFullError"),
+    ("ENOBUFS", "NoBufferSpaceError"), ("ENOMEM", "OutOfMemoryError"),
+    ("ENOSR", "NoStreamResourcesError"),
+    ("EAGAIN", "WouldBlockError"), ("EWOULDBLOCK", "WouldBlockError"),
+    ("EALREADY", "AlreadyInProgressError"), ("EINPROGRESS", "OperationInProgressError"),
+    ("EINTR", "InterruptedCallError"), ("ECONNREFUSED", "RefusedError"),
+    ("ECONNABORTED", "AbortedError"), ("ECONNRESET", "ResetError"),
+    ("ETIMEDOUT", "ConnectionTimedOutError"), ("EPIPE", "PipeBrokenError"),
+    ("ESHUTDOWN", "EndpointShutdownError"),
+    ("ENETUNREACH", "NetworkUnreachableError"), ("ENETDOWN", "NetworkDownError"),
+    ("EHOSTUNREACH", "HostUnreachableError"), ("EHOSTDOWN", "HostDownError"),
+    ("ENONET", "NoNetworkError"), ("ENOENT", "PathNotFoundError"), ("EEXIST", "PathExistsError"),
+    ("ENOTDIR", "NotDirectoryError"), ("EISDIR", "IsDirectoryError"),
+    ("ENAMETOOLONG", "NameTooLongError"), ("ELOOP", "SymlinkLoopError"),
+    ("EROFS", "ReadOnlyFilesystemError"), ("EIO", "InputOutputError"),
 )
 
-_ACCEPT_RETRY: tuple[tuple[str, type[SocketError]], ...] = (
-    ("ENETDOWN", AcceptNetworkDownError), ("EPROTO", AcceptProtocolError),
-    ("ENOPROTOOPT", AcceptProtocolNotAvailableError), ("EHOSTDOWN", AcceptHostDownError),
-    ("ENONET", AcceptNoNetworkError), ("EHOSTUNREACH", AcceptHostUnreachableError),
-    ("EOPNOTSUPP", AcceptOperationNotSupportedError),
-    ("ENETUNREACH", AcceptNetworkUnreachableError),
-    ("ECONNABORTED", AcceptAbortedError), ("EPERM", AcceptOperationNotPermittedError),
+_ACCEPT_RETRY = (
+    ("ENETDOWN", "AcceptNetworkDownError"), ("EPROTO", "AcceptProtocolError"),
+    ("ENOPROTOOPT", "AcceptProtocolNotAvailableError"), ("EHOSTDOWN", "AcceptHostDownError"),
+    ("ENONET", "AcceptNoNetworkError"), ("EHOSTUNREACH", "AcceptHostUnreachableError"),
+    ("EOPNOTSUPP", "AcceptOperationNotSupportedError"),
+    ("ENETUNREACH", "AcceptNetworkUnreachableError"),
+    ("ECONNABORTED", "AcceptAbortedError"), ("EPERM", "AcceptOperationNotPermittedError"),
 )
 
-_ACCEPT_CAPACITY: tuple[tuple[str, type[SocketError]], ...] = (
-    ("EMFILE", AcceptTooManyOpenFilesError), ("ENFILE", AcceptSystemFileTableFullError),
-    ("ENOBUFS", AcceptNoBufferSpaceError), ("ENOMEM", AcceptOutOfMemoryError),
+_ACCEPT_CAPACITY = (
+    ("EMFILE", "AcceptTooManyOpenFilesError"), ("ENFILE", "AcceptSystemFileTableFullError"),
+    ("ENOBUFS", "AcceptNoBufferSpaceError"), ("ENOMEM", "AcceptOutOfMemoryError"),
 )
 
 
-def _resolve(pairs: tuple[tuple[str, type[SocketError]], ...]) -> dict[int, type[SocketError]]:
-    """errno name -> class pairs as errno value -> class, skipping names this
+# Declared here, defined by _create_errno_classes():
+#: Read-only views: errno -> class, and (syscall, errno) -> class (checked first).
+ERRNO_CLASSES: "Mapping[int, type[SocketError]]"
+SYSCALL_ERRNO_CLASSES: "Mapping[tuple[str | None, int], type[SocketError]]"
+#: The errnos (present on this platform) that accept sorts into each marker.
+ACCEPT_RETRY_ERRNOS: tuple[int, ...]
+ACCEPT_CAPACITY_ERRNOS: tuple[int, ...]
+
+# make_error's tables; empty until the classes are created
+_BY_ERRNO: dict[int, type[SocketError]] = {}
+_BY_SYSCALL_ERRNO: dict[tuple[str | None, int], type[SocketError]] = {}
+_STRERROR: dict[int, str] = {}      # os.strerror() costs ~0.4 us; make_error looks up here
+_EADDRINUSE = _errno.EADDRINUSE
+_publishing = _thread.allocate_lock()
+
+
+def _resolve(pairs: tuple[tuple[str, str], ...],
+             classes: dict[str, type[SocketError]]) -> dict[int, type[SocketError]]:
+    """errno name -> class name pairs as errno value -> class, skipping names this
     platform lacks (ENONET is Linux only, ENOSR is missing on the BSDs)."""
     table: dict[int, type[SocketError]] = {}
-    for name, cls in pairs:
+    for name, class_name in pairs:
         value: int | None = getattr(_errno, name, None)
         if value is not None:
-            table.setdefault(value, cls)
+            table.setdefault(value, classes[class_name])
     return table
 
 
-_BY_ERRNO = _resolve(_BY_NAME)
-_ACCEPT_RETRY_BY_ERRNO = _resolve(_ACCEPT_RETRY)
-_ACCEPT_CAPACITY_BY_ERRNO = _resolve(_ACCEPT_CAPACITY)
-_BY_SYSCALL_ERRNO: dict[tuple[str | None, int], type[SocketError]] = {
-    ("accept", n): cls
-    for n, cls in (_ACCEPT_RETRY_BY_ERRNO | _ACCEPT_CAPACITY_BY_ERRNO).items()
-}
+def _create_errno_classes() -> None:
+    """Define the errno classes and the tables as module globals, once.
 
-#: Read-only views: errno -> class, and (syscall, errno) -> class (checked first).
-ERRNO_CLASSES: Mapping[int, type[SocketError]] = MappingProxyType(_BY_ERRNO)
-SYSCALL_ERRNO_CLASSES: Mapping[tuple[str | None, int], type[SocketError]] = (
-    MappingProxyType(_BY_SYSCALL_ERRNO))
-#: The errnos (present on this platform) that accept sorts into each marker.
-ACCEPT_RETRY_ERRNOS: tuple[int, ...] = tuple(_ACCEPT_RETRY_BY_ERRNO)
-ACCEPT_CAPACITY_ERRNOS: tuple[int, ...] = tuple(_ACCEPT_CAPACITY_BY_ERRNO)
+    Threads that get here together each create a set, and the first to publish
+    wins: the others drop theirs, so every name and table refers to one set.
+    """
+    global _BY_ERRNO, _BY_SYSCALL_ERRNO, _STRERROR
+    if _BY_ERRNO:
+        return
+    classes = _errno_classes()
+    for name, cls in classes.items():
+        cls.__qualname__ = name         # module level, as pickle and repr expect
+    by_errno = _resolve(_BY_NAME, classes)
+    retry = _resolve(_ACCEPT_RETRY, classes)
+    capacity = _resolve(_ACCEPT_CAPACITY, classes)
+    by_syscall_errno: dict[tuple[str | None, int], type[SocketError]] = {
+        ("accept", n): cls for n, cls in (retry | capacity).items()}
+    views = {
+        "ERRNO_CLASSES": MappingProxyType(by_errno),
+        "SYSCALL_ERRNO_CLASSES": MappingProxyType(by_syscall_errno),
+        "ACCEPT_RETRY_ERRNOS": tuple(retry),
+        "ACCEPT_CAPACITY_ERRNOS": tuple(capacity),
+    }
+    strerror = {n: os.strerror(n) for n in _errno.errorcode}
+    with _publishing:
+        if _BY_ERRNO:       # another thread was first
+            return
+        globals().update(classes)
+        globals().update(views)
+        _STRERROR = strerror
+        _BY_SYSCALL_ERRNO = by_syscall_errno
+        _BY_ERRNO = by_errno              # last: make_error's sign that all is there
 
-_EADDRINUSE = _errno.EADDRINUSE
-_STRERROR = {n: os.strerror(n) for n in _errno.errorcode}  # os.strerror costs ~0.4 us
+
+if not TYPE_CHECKING:  # type checkers see the names themselves, declared above
+    def __getattr__(name: str) -> object:
+        """The names of __all__ that _create_errno_classes() defines (PEP 562)."""
+        if name in __all__:
+            _create_errno_classes()
+            return globals()[name]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def make_error(errnum: int, syscall: str | None, *, fd: int | None = None,
@@ -417,6 +544,8 @@ def make_error(errnum: int, syscall: str | None, *, fd: int | None = None,
     had no address before the call: EADDRINUSE from listen then means no free
     ephemeral port, an ``EphemeralPortsExhaustedError``.
     """
+    if not _BY_ERRNO:
+        _create_errno_classes()
     cls = _BY_SYSCALL_ERRNO.get((syscall, errnum)) or _BY_ERRNO.get(errnum, SocketError)
     if unbound and errnum == _EADDRINUSE and syscall == "listen":
         cls = EphemeralPortsExhaustedError
