@@ -24,8 +24,6 @@ Refusal is ``fastsock.errors.UnsupportedOptionError`` (a ``ValueError``)
 naming the capability as ``fastsock.has()`` knows it; never a silent no-op.
 """
 
-from __future__ import annotations
-
 import errno
 import socket
 from types import ModuleType
