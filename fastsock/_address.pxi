@@ -12,10 +12,10 @@ cdef int _port(object port, str syscall) except -1:
         v = PyLong_AsLongAndOverflow(port, &overflow)
         if overflow == 0 and 0 <= v <= 65535:
             return <int>v
-        raise InvalidPortError(f"{syscall}(): port must be 0-65535.")
+        raise _errors.InvalidPortError(f"{syscall}(): port must be 0-65535.")
     cdef object p = index(port)
     if not 0 <= p <= 65535:
-        raise InvalidPortError(f"{syscall}(): port must be 0-65535.")
+        raise _errors.InvalidPortError(f"{syscall}(): port must be 0-65535.")
     return p
 
 

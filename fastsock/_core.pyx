@@ -19,18 +19,15 @@ from libc.string cimport memchr, memcpy, memset, strcmp, strlen
 
 import _thread
 import os
-import warnings
 from operator import index
 
 import _socket
 
-from fastsock.errors import (
-    BacklogTruncatedWarning,
-    BacklogWarning,
-    InvalidPortError,
-    SocketTimeout,
-    make_error,
-)
+# Only make_error at import: the exception classes are looked up when raised
+# (fastsock.errors creates most of them on first use; warnings is imported
+# by the first warning).
+from fastsock import errors as _errors
+from fastsock.errors import make_error
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
@@ -73,7 +70,7 @@ cdef int _fail(int err, str syscall, object fd=None, object address=None,
 
 
 cdef int _timed_out(str syscall) except -1:
-    exc = SocketTimeout("timed out")
+    exc = _errors.SocketTimeout("timed out")
     exc.syscall = syscall
     raise exc
 
@@ -195,7 +192,7 @@ cdef int _connect(int fd, int family, object address, object timeout, bint raise
     if wait:
         try:
             _wait(fd, POLLOUT, -1.0 if t < 0 else _monotonic() + t, "connect")
-        except SocketTimeout:
+        except _errors.SocketTimeout:
             if raise_:
                 raise
             return EWOULDBLOCK
@@ -282,8 +279,11 @@ cdef bint _is_unbound(int fd):
 
 cdef int _warn_backlog(const fs_backlog_rules *r, long long req, long long effective,
                        int flags, int stacklevel) except -1:
+    if not flags & (FS_BACKLOG_NEGATIVE | FS_BACKLOG_TRUNCATED):
+        return 0
+    import warnings
     if flags & FS_BACKLOG_NEGATIVE:
-        warnings.warn(BacklogWarning(
+        warnings.warn(_errors.BacklogWarning(
             f"listen({req}): a negative backlog is treated as 0, the smallest queue "
             f"(POSIX), not as the system maximum; pass None for the maximum"),
             stacklevel=stacklevel)
@@ -299,7 +299,7 @@ cdef int _warn_backlog(const fs_backlog_rules *r, long long req, long long effec
             knob = r.knob.decode()
             why = f"the system limit {knob} is {effective}"
             how = f"raise it with: sysctl -w {knob}={req}"
-        warnings.warn(BacklogTruncatedWarning(
+        warnings.warn(_errors.BacklogTruncatedWarning(
             f"listen({req}): backlog truncated to {effective}: {why}; {how}"),
             stacklevel=stacklevel)
     return 0

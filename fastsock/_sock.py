@@ -7,8 +7,6 @@ core does not encode (AF_PACKET, AF_NETLINK, ...) take the stdlib path and
 still raise typed errors.
 """
 
-from __future__ import annotations
-
 import os
 import select
 import socket as _std
@@ -40,7 +38,7 @@ class AcceptQueue(tuple[int, int]):  # a named tuple without importing typing
     __slots__ = ()
     _fields = ("pending", "limit")
 
-    def __new__(cls, pending: int, limit: int) -> AcceptQueue:
+    def __new__(cls, pending: int, limit: int) -> "AcceptQueue":
         return tuple.__new__(cls, (pending, limit))
 
     @property
@@ -60,7 +58,7 @@ class AcceptQueue(tuple[int, int]):  # a named tuple without importing typing
         return (self[0], self[1])
 
 
-def _typed(exc: OSError, syscall: str, fd: int, address: Any = None) -> OSError:
+def _typed(exc: OSError, syscall: str, fd: int, address: "Any" = None) -> OSError:
     """The typed fastsock error for an OSError the stdlib raised."""
     if exc.errno is None:
         return exc
@@ -79,7 +77,7 @@ class socket(_std.socket):
 
     __slots__ = ("_backlog", "_unix_owner")
     _backlog: int | None
-    _unix_owner: tuple[Any, int, int, int] | None
+    _unix_owner: "tuple[Any, int, int, int] | None"
 
     if TYPE_CHECKING:
         def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
@@ -102,7 +100,7 @@ class socket(_std.socket):
         """The backlog in force after the last ``listen()`` (None before)."""
         return getattr(self, "_backlog", None)
 
-    def accept_queue(self) -> AcceptQueue | None:
+    def accept_queue(self) -> "AcceptQueue | None":
         """``AcceptQueue(pending, limit)`` from the kernel, or None where it
         does not tell.  Linux: TCP_INFO; FreeBSD: SO_LISTENQLEN/SO_LISTENQLIMIT.
         Availability: Linux (TCP), FreeBSD.
@@ -112,7 +110,7 @@ class socket(_std.socket):
 
     # -- accept for the families the core does not decode ------------------
 
-    def _accept_stdlib(self) -> tuple[socket, Any]:
+    def _accept_stdlib(self) -> "tuple[socket, Any]":
         """accept() for families the core does not decode (AF_VSOCK, ...): the
         stdlib's own accept(2) and address decoding, typed errors, a
         ``fastsock.socket``."""
@@ -131,7 +129,7 @@ class socket(_std.socket):
             sock.setblocking(True)
         return sock, addr
 
-    def _accept_many_stdlib(self, max: int) -> list[tuple[socket, Any]]:
+    def _accept_many_stdlib(self, max: int) -> "list[tuple[socket, Any]]":
         """accept_many() for families the core does not decode."""
         out = [self._accept_stdlib()]
         ready = select.poll()
@@ -145,7 +143,7 @@ class socket(_std.socket):
 
     # -- connect ---------------------------------------------------------
 
-    def connect(self, address: Any) -> None:
+    def connect(self, address: "Any") -> None:
         """Connect to ``address``, honouring the socket's timeout.
         Corresponds to connect(2).  Availability: POSIX.
         """
@@ -160,7 +158,7 @@ class socket(_std.socket):
         except OSError as exc:
             raise _typed(exc, "connect", self.fileno(), address) from None
 
-    def connect_ex(self, address: Any) -> int:
+    def connect_ex(self, address: "Any") -> int:
         """Like ``connect`` but return the errno (0 on success).
         Corresponds to connect(2).  Availability: POSIX.
         """
@@ -192,7 +190,7 @@ class socket(_std.socket):
         return super().detach()
 
 
-def _unlink_if_same(path: Any, dev: int, ino: int, pid: int) -> None:
+def _unlink_if_same(path: "Any", dev: int, ino: int, pid: int) -> None:
     """Remove the AF_UNIX path only in the process that bound it (a forked
     child's close leaves it to the parent) and only if it is still the file
     it created (same device and inode)."""
