@@ -10,6 +10,9 @@ are set up and closed one after the other on 127.0.0.1 port 0, backlog 128
   fastsock.socket           the same four calls on fastsock.socket (drop-in)
   fastsock.listen()         s = fastsock.listen(addr, 128); s.close()  (reference:
                             it also sets SO_REUSEADDR, as socket.create_server does)
+  stdlib create_server()    s = socket.create_server(addr, backlog=128); s.close()
+                            (reference: the stdlib's one-call listener, the same
+                            system calls as fastsock.listen() minus the read-back)
   C loop in this process    the stdlib's four system calls from C
                             (benchmarks/listen_loop.c, compiled here with the
                             system compiler, called through ctypes): what the
@@ -55,18 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter_ns()
         return (t1 - t0) / n
 
-    def fs_listen() -> float:
-        listen = fastsock.listen
+    def one_call(listen) -> float:
         t0 = time.perf_counter_ns()
         for _ in range(n):
             listen(ADDR, 128).close()
         t1 = time.perf_counter_ns()
         return (t1 - t0) / n
 
+    def create_server(addr, backlog):
+        return socket.create_server(addr, backlog=backlog)
+
     variants = {
         "stdlib socket.socket": lambda: drop_in(socket.socket),
         "fastsock.socket": lambda: drop_in(fastsock.socket),
-        "fastsock.listen()": fs_listen,
+        "fastsock.listen()": lambda: one_call(fastsock.listen),
+        "stdlib create_server()": lambda: one_call(create_server),
     }
     tmp = C.tempdir()
     lib = C.compile_c("listen_loop.c", tmp.name, shared=True)
@@ -92,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{width}}  {C.median(xs):10.0f}")
     base = res["stdlib socket.socket"]
     print(C.ratio_line("fastsock.socket", res["fastsock.socket"], base, "stdlib", "<= 0.90"))
-    print(C.ratio_line("fastsock.listen()", res["fastsock.listen()"], base, "stdlib"))
+    print(C.ratio_line("fastsock.listen()", res["fastsock.listen()"],
+                       res["stdlib create_server()"], "stdlib create_server()"))
     if "C loop in this process" in res:
         print(C.ratio_line("stdlib socket.socket", base, res["C loop in this process"],
                            "C loop"))
