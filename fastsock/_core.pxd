@@ -166,6 +166,11 @@ cdef extern from "Python.h":
     bint PyType_IsSubtype(fs_type *a, fs_type *b)
     void PyObject_GC_UnTrack(void *op)
     int PySys_Audit(const char *event, const char *format, ...)
+    ctypedef PyObject *(*PyCFunction)(PyObject *, PyObject *)
+    PyCFunction PyCFunction_GetFunction(object op) except? NULL
+    PyObject *PyCFunction_GetSelf(object op) except? NULL
+    int PyCFunction_GetFlags(object op) except? -1
+    const int METH_NOARGS
 
 cdef extern from "structmember.h":
     const int T_INT

@@ -100,7 +100,7 @@ cdef int _attach(object self, int fd, int family, int type_, int proto) except -
     args = None
     if (_probe_state == _PROBE_TEMPLATE and (type_ & (FS_SOCK_NONBLOCK | FS_SOCK_CLOEXEC)) == 0
             and fs_type_of(self).tp_new == (<fs_type *><PyObject *>_SockType).tp_new
-            and _getdefaulttimeout() is None):
+            and _no_default_timeout()):
         if PySys_Audit("socket.__new__", "Oiii", <PyObject *>self, family, type_, proto) < 0:
             close(fd)
             _pending()
@@ -127,20 +127,23 @@ cdef object _retyped(object exc, str syscall, int fd, object address):
 class SocketMethods:
     """The compiled methods of ``fastsock.socket`` (see fastsock/_sock.py)."""
 
-    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+    def __init__(self, int family=-1, int type=-1, int proto=-1, fileno=None):
         """Create the socket; the same arguments as ``socket.socket()``.
         Without ``fileno`` the descriptor comes from socket(2) with
         SOCK_CLOEXEC and errors are typed (``fastsock.SocketError``
         subclasses).  Availability: POSIX.
         """
-        cdef int fam, typ, pro, fd
+        cdef int fd
         _check_self(self, "__init__")
         if fileno is None:
-            fam = AF_INET if family == -1 else family
-            typ = SOCK_STREAM if type == -1 else type
-            pro = 0 if proto == -1 else proto
-            fd = _socket_fd(fam, typ, pro)
-            _attach(self, fd, fam, typ, pro)
+            if family == -1:
+                family = AF_INET
+            if type == -1:
+                type = SOCK_STREAM
+            if proto == -1:
+                proto = 0
+            fd = _socket_fd(family, type, proto)
+            _attach(self, fd, family, type, proto)
             _set_slot(self, _off_io_refs, "_io_refs", 0)
             _set_slot(self, _off_closed, "_closed", False)
         else:
@@ -174,7 +177,7 @@ class SocketMethods:
         (Linux TCP, FreeBSD).  Availability: POSIX.
         """
         _check_self(self, "listen")
-        effective = _listen(_fd_of(self), backlog, 1)
+        effective = <object>_listen(_fd_of(self), backlog, 1)     # one int object
         _set_slot(self, _off_backlog, "_backlog", effective)
         return effective
 

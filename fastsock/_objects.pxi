@@ -56,6 +56,24 @@ cdef object _SockType = _socket.socket          # the type the probe examined
 cdef object _sock_timeout = None                # its "timeout" getset descriptor
 cdef fs_descrget _sock_timeout_get = NULL
 cdef object _getdefaulttimeout = _socket.getdefaulttimeout
+# socket.getdefaulttimeout() is a METH_NOARGS C function: called through its C
+# pointer, asking costs a few instructions instead of a generic call
+cdef PyCFunction _getdefaulttimeout_c = (
+    PyCFunction_GetFunction(_getdefaulttimeout)
+    if type(_getdefaulttimeout) is type(len) and PyCFunction_GetFlags(_getdefaulttimeout) == METH_NOARGS
+    else NULL)
+
+
+cdef inline bint _no_default_timeout() except -1:
+    """socket.getdefaulttimeout() is None."""
+    cdef PyObject *r
+    if _getdefaulttimeout_c == NULL:
+        return _getdefaulttimeout() is None
+    r = _getdefaulttimeout_c(PyCFunction_GetSelf(_getdefaulttimeout), NULL)
+    if r == NULL:
+        _pending()
+    Py_XDECREF(r)           # None or a float: only compared with None here
+    return r == <PyObject *>None
 cdef tuple _EMPTY = ()
 cdef Py_ssize_t _off_family = -1, _off_type = -1, _off_proto = -1   # member offsets
 cdef Py_ssize_t _off_fd = -1, _off_timeout = -1                     # template only
@@ -262,7 +280,7 @@ cdef int _plan(object cls, tuple slots) except -1:
                 _slot_off[i] = offs[i]
                 _slot_val[i] = <PyObject *>slots[i][1]
             _slots_cls, _slots_key, _nslots = cls, slots, n
-    if _probe_state == _PROBE_TEMPLATE and _getdefaulttimeout() is None:
+    if _probe_state == _PROBE_TEMPLATE and _no_default_timeout():
         return _BUILD_TEMPLATE
     return _BUILD_INIT
 
@@ -275,7 +293,7 @@ cdef object _build_call(object cls, int fd, const _Listener *L):
         raise
     try:
         # the stdlib's rule (bpo-7995)
-        if _getdefaulttimeout() is None and L.timeout > 0:
+        if _no_default_timeout() and L.timeout > 0:
             obj.setblocking(True)
     except BaseException:
         obj.close()
