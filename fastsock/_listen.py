@@ -140,10 +140,10 @@ def listen(address: "Any", backlog: int | None = None, *, family: int | None = N
         raise ValueError("dualstack_ipv6 not supported on this platform"
                          if family == _std.AF_INET6 else
                          "dualstack_ipv6 requires an AF_INET6 address")
-    options = None
-    if (reuse_port is not False or reuse_port_lb is not False or defer_accept is not None
-            or fast_open is not None):       # else nothing to check or set
-        from fastsock import _options as options  # options are rare; keep import cheap
+    with_options = (reuse_port is not False or reuse_port_lb is not False
+                    or defer_accept is not None or fast_open is not None)
+    if with_options:            # else nothing to check or set
+        from fastsock import _options  # options are rare; keep import cheap
 
     sock = socket(family, _std.SOCK_STREAM)
     try:
@@ -151,9 +151,9 @@ def listen(address: "Any", backlog: int | None = None, *, family: int | None = N
             sock.setsockopt(_std.SOL_SOCKET, _std.SO_REUSEADDR, 1)
         if family == _std.AF_INET6:
             sock.setsockopt(_std.IPPROTO_IPV6, _std.IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
-        if options is not None:
-            options.apply_before_bind(sock, reuse_port=reuse_port, reuse_port_lb=reuse_port_lb,
-                                      defer_accept=defer_accept, fast_open=fast_open)
+        if with_options:
+            _options.apply_before_bind(sock, reuse_port=reuse_port, reuse_port_lb=reuse_port_lb,
+                                       defer_accept=defer_accept, fast_open=fast_open)
         if family == _std.AF_UNIX and not _is_abstract(address):
             path = bytes(address) if isinstance(address, bytearray) else os.fspath(address)
             lock = _dir_lock(path)
@@ -168,9 +168,9 @@ def listen(address: "Any", backlog: int | None = None, *, family: int | None = N
         else:
             sock.bind(address)
             sock._backlog = _core.listen(sock.fileno(), backlog, stacklevel=2)
-        if options is not None:
-            options.apply_after_listen(sock, reuse_port=reuse_port, reuse_port_lb=reuse_port_lb,
-                                       defer_accept=defer_accept, fast_open=fast_open)
+        if with_options:
+            _options.apply_after_listen(sock, reuse_port=reuse_port, reuse_port_lb=reuse_port_lb,
+                                        defer_accept=defer_accept, fast_open=fast_open)
     except BaseException:
         sock.close()
         raise
