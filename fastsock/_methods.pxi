@@ -117,13 +117,6 @@ cdef int _attach(object self, int fd, int family, int type_, int proto) except -
     return 0
 
 
-cdef object _retyped(object exc, str syscall, int fd, object address):
-    """The typed fastsock error for an OSError the stdlib raised."""
-    if exc.errno is None:
-        return exc
-    return make_error(exc.errno, syscall, fd=fd, address=address)
-
-
 class SocketMethods:
     """The compiled methods of ``fastsock.socket`` (see fastsock/_sock.py)."""
 
@@ -165,7 +158,7 @@ class SocketMethods:
         try:
             _std_bind(self, address)
         except OSError as exc:
-            raise _retyped(exc, "bind", fd, address) from None
+            raise _errors._retyped(exc, "bind", fd, address) from None
 
     def listen(self, backlog=None):
         """Listen with fastsock's backlog contract; return the backlog in force.
@@ -190,7 +183,7 @@ class SocketMethods:
         """
         cdef _Listener L
         _check_self(self, "accept")
-        _read_listener(self, &L)
+        _listener_fields(self, &L)
         if _core_family(L.family):
             return _accept_into(_FsSocket, _fs_slots, &L)
         return self._accept_stdlib()
@@ -208,7 +201,7 @@ class SocketMethods:
         if n < 1:
             raise ValueError("max must be at least 1")
         _check_self(self, "accept_many")
-        _read_listener(self, &L)
+        _listener_fields(self, &L)
         if _core_family(L.family):
             return _accept_many_into(_FsSocket, n, _fs_slots, &L)
         return self._accept_many_stdlib(n)

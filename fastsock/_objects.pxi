@@ -234,12 +234,17 @@ cdef object _timeout_of(object sock):
 
 cdef int _read_listener(object sock, _Listener *L) except -1:
     """Descriptor, family, type, proto and timeout of the listening socket."""
-    cdef char *p = <char *><PyObject *>sock
-    cdef _pytime_t ns
     if fs_load_acquire(&_probe_state) == _PROBE_NOT_YET:
         _probe()
     if not PyType_IsSubtype(fs_type_of(sock), <fs_type *><PyObject *>_SockType):
         raise TypeError(f"a socket.socket is required, not {type(sock).__name__}")
+    return _listener_fields(sock, L)
+
+
+cdef int _listener_fields(object sock, _Listener *L) except -1:
+    """_read_listener's reads, for a socket.socket already checked and probed."""
+    cdef char *p = <char *><PyObject *>sock
+    cdef _pytime_t ns
     if _probe_state == _PROBE_TEMPLATE:
         L.fd = (<int *>(p + _off_fd))[0]
         ns = (<_pytime_t *>(p + _off_timeout))[0]

@@ -13,7 +13,7 @@ import socket as _std
 import sys
 
 from fastsock import _core
-from fastsock.errors import make_error
+from fastsock.errors import _retyped
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -56,13 +56,6 @@ class AcceptQueue(tuple[int, int]):  # a named tuple without importing typing
 
     def __getnewargs__(self) -> tuple[int, int]:
         return (self[0], self[1])
-
-
-def _typed(exc: OSError, syscall: str, fd: int, address: "Any" = None) -> OSError:
-    """The typed fastsock error for an OSError the stdlib raised."""
-    if exc.errno is None:
-        return exc
-    return make_error(exc.errno, syscall, fd=fd, address=address)
 
 
 class socket(_std.socket):
@@ -117,7 +110,7 @@ class socket(_std.socket):
         try:
             fd, addr = self._accept()  # type: ignore[attr-defined]
         except OSError as exc:
-            raise _typed(exc, "accept", self.fileno()) from None
+            raise _retyped(exc, "accept", self.fileno()) from None
         try:
             sock = socket(self.family, self.type, self.proto, fileno=fd)
         except BaseException:
@@ -156,7 +149,7 @@ class socket(_std.socket):
         try:
             super().connect(address)
         except OSError as exc:
-            raise _typed(exc, "connect", self.fileno(), address) from None
+            raise _retyped(exc, "connect", self.fileno(), address) from None
 
     def connect_ex(self, address: "Any") -> int:
         """Like ``connect`` but return the errno (0 on success).

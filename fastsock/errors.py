@@ -552,3 +552,12 @@ def make_error(errnum: int, syscall: str | None, *, fd: int | None = None,
     e = cls(errnum, _STRERROR.get(errnum) or os.strerror(errnum))
     e.syscall, e.address, e.fd, e.backlog = syscall, address, fd, backlog
     return e
+
+
+def _retyped(exc: OSError, syscall: str, fd: int | None = None,
+             address: object = None) -> OSError:
+    """The typed error for an OSError a stdlib call raised (itself if it has
+    no errno, e.g. a timeout), for the paths that fall back to the stdlib."""
+    if exc.errno is None:
+        return exc
+    return make_error(exc.errno, syscall, fd=fd, address=address)
