@@ -48,6 +48,19 @@ def machine() -> str:
             f"{impl}")
 
 
+def pin(cpu: str) -> str:
+    """Pin this process (and the children it starts) to one CPU: ``cpu`` is a
+    number, "last" or "none".  Every variant then runs on the same CPU without
+    migrations, which narrows the spread between rounds on these VMs.  Returns
+    what was done, for the header."""
+    if cpu == "none" or not hasattr(os, "sched_setaffinity"):
+        return "unpinned"
+    cpus = sorted(os.sched_getaffinity(0))
+    chosen = cpus[-1] if cpu == "last" else int(cpu)
+    os.sched_setaffinity(0, {chosen})
+    return f"pinned to CPU {chosen}"
+
+
 def header(title: str, **params: object) -> None:
     print(f"# {title}")
     print(f"# machine: {machine()}")

@@ -1,6 +1,6 @@
 """accept(): a C accept4() loop vs the stdlib vs fastsock, same queue, same K.
 
-    python benchmarks/bench_accept.py [--k 1000] [--rounds 21] [--batch 64]
+    python benchmarks/bench_accept.py [--k 1000] [--rounds 21] [--batch 64] [--cpu last]
 
 Each round, for each variant (the order rotates every round): K connections
 are queued on ONE listening socket on 127.0.0.1 (non-blocking connects from
@@ -26,6 +26,9 @@ they drain the same kernel queue the same way:
                             is used (--blocking-many adds the blocking listener,
                             where every further accept4 is preceded by poll(2)
                             so that the call never blocks)
+
+The process and the C baseline it starts run pinned to one CPU (--cpu), the
+same for every variant: no migrations, a narrower spread between rounds.
 
 Printed: each variant's median cost per connection over the rounds, and the
 median of the per-round ratios (variant / C loop, variant / stdlib accept()).
@@ -55,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocking-many", action="store_true",
                     help="also time accept_many() on a blocking listener")
     ap.add_argument("--no-c", action="store_true", help="skip the C rows")
+    ap.add_argument("--cpu", default="last",
+                    help='run every variant on this CPU: a number, "last" (default) or "none"')
     args = ap.parse_args(argv)
     k, batch = args.k, args.batch
+    placement = C.pin(args.cpu)
 
     std = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     std.bind((C.LOOPBACK, 0))
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     fs_nb = fastsock.socket(std.family, std.type, std.proto, fileno=os.dup(std.fileno()))
     C.header("accept: drain a pre-filled loopback accept queue (accept and keep; "
              "close after the clock stops)", K=k, rounds=args.rounds, batch=batch,
-             build=fastsock._core.accept_build())
+             build=fastsock._core.accept_build(), cpu=placement)
 
     variants = {}
     tmp = C.tempdir()

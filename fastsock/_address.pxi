@@ -171,7 +171,8 @@ cdef int _encode(int family, object address, sockaddr_storage *ss, socklen_t *sl
 
 
 cdef enum:
-    _HOST_CACHE = 64        # recent IPv4 peers whose host string is reused
+    _HOST_CACHE_BITS = 6
+    _HOST_CACHE = 1 << _HOST_CACHE_BITS  # recent IPv4 peers whose host string is reused
 
 
 cdef unsigned int _host_key[_HOST_CACHE]
@@ -186,7 +187,8 @@ cdef object _ipv4_host(unsigned int addr):
     cdef const unsigned char *b = <const unsigned char *>&addr
     cdef char buf[16]
     cdef int i, v, n = 0
-    cdef unsigned int slot = (b[0] + 31 * (b[1] + 31 * (b[2] + 31 * b[3]))) % _HOST_CACHE
+    # Fibonacci hashing of the 32 bits into the cache's 6
+    cdef unsigned int slot = ((addr * 2654435761U) & 0xffffffffU) >> (32 - _HOST_CACHE_BITS)
     if not FS_GIL_DISABLED and _host_str[slot] != NULL and _host_key[slot] == addr:
         return <object>_host_str[slot]
     for i in range(4):

@@ -155,6 +155,7 @@ cdef extern from "Python.h":
     ctypedef struct fs_type "PyTypeObject":
         Py_ssize_t tp_basicsize
         PyObject *(*tp_new)(fs_type *, PyObject *, PyObject *)
+        PyObject *(*tp_alloc)(fs_type *, Py_ssize_t)
         int (*tp_init)(PyObject *, PyObject *, PyObject *) except -1
         fs_descrget tp_descr_get
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
@@ -165,6 +166,9 @@ cdef extern from "Python.h":
     fs_type *fs_type_of "Py_TYPE"(object o)
     bint PyType_IsSubtype(fs_type *a, fs_type *b)
     void PyObject_GC_UnTrack(void *op)
+    void fs_incref "Py_INCREF"(PyObject *op)
+    # what the PyObject_GC_New macro calls: the collector's allocation, untracked, unzeroed
+    PyObject *_PyObject_GC_New(fs_type *tp)
     int PySys_Audit(const char *event, const char *format, ...)
     ctypedef PyObject *(*PyCFunction)(PyObject *, PyObject *)
     PyCFunction PyCFunction_GetFunction(object op) except? NULL

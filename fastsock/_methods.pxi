@@ -40,6 +40,16 @@ def register_class(cls, tuple slots):
     _FsSocket = cls
 
 
+cdef inline void _untrack(PyObject *p) noexcept:
+    """Take a fastsock.socket object (of that class exactly) out of the cycle
+    collector's lists.  It cannot be part of a reference cycle: it has no
+    __dict__, and its slots hold ints, a bool, None and, for an AF_UNIX
+    listener, a tuple of a path and ints; so the collector would only spend
+    time traversing every open socket at each collection.  Subclasses, which
+    may add a __dict__, stay tracked."""
+    PyObject_GC_UnTrack(p)
+
+
 cdef Py_ssize_t _slot_offset(object cls, str name) except? -2:
     cdef PyMemberDef *m
     if FS_GIL_DISABLED:
@@ -143,6 +153,8 @@ class SocketMethods:
             _std_init(self, family, type, proto, fileno)
         _set_slot(self, _off_backlog, "_backlog", None)
         _set_slot(self, _off_unix_owner, "_unix_owner", None)
+        if fs_type_of(self) == <fs_type *><PyObject *>_FsSocket:
+            _untrack(<PyObject *>self)
 
     def bind(self, address):
         """Bind to ``address``.  Corresponds to bind(2).  Availability: POSIX."""

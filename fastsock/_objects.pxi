@@ -120,8 +120,12 @@ cdef object _new_object(object cls):
 
 cdef inline void _fill_from_template(object obj, int fd, int family, int type_,
                                      int proto) noexcept:
+    memcpy(<char *><PyObject *>obj + _off_fd, _payload, _payload_len)
+    _set_fields(obj, fd, family, type_, proto)
+
+
+cdef inline void _set_fields(object obj, int fd, int family, int type_, int proto) noexcept:
     cdef char *p = <char *><PyObject *>obj
-    memcpy(p + _off_fd, _payload, _payload_len)
     (<int *>(p + _off_family))[0] = family
     (<int *>(p + _off_type))[0] = type_
     (<int *>(p + _off_proto))[0] = proto
@@ -258,8 +262,15 @@ cdef int _listener_fields(object sock, _Listener *L) except -1:
     return 0
 
 
-cdef int _plan(object cls, tuple slots) except -1:
+cdef inline int _plan(object cls, tuple slots) except -1:
     """How objects of ``cls`` are built now (_BUILD_*); primes the slot cache."""
+    if (cls is _slots_cls and slots is _slots_key and _probe_state == _PROBE_TEMPLATE
+            and (<fs_type *><PyObject *>cls).tp_new == (<fs_type *><PyObject *>_SockType).tp_new):
+        return _BUILD_TEMPLATE if _no_default_timeout() else _BUILD_INIT
+    return _plan_slow(cls, slots)
+
+
+cdef int _plan_slow(object cls, tuple slots) except -1:
     global _slots_cls, _slots_key, _nslots
     cdef int i, n
     cdef PyMemberDef *m
@@ -317,6 +328,9 @@ cdef object _build(object cls, tuple slots, int plan, int fd, const _Listener *L
     cdef int i
     if plan == _BUILD_CALL:
         return _build_call(cls, fd, L)
+    if plan == _BUILD_TEMPLATE and cls is _FsSocket and slots is _slots_key \
+            and cls is _slots_cls:
+        return _new_fs_socket(fd, L)
     p = tp.tp_new(tp, <PyObject *>_EMPTY, NULL)
     if p == NULL:
         close(fd)
@@ -328,7 +342,7 @@ cdef object _build(object cls, tuple slots, int plan, int fd, const _Listener *L
         base = <char *>p
         for i in range(_nslots):
             slot = <PyObject **>(base + _slot_off[i])
-            Py_INCREF(<object>_slot_val[i])
+            fs_incref(_slot_val[i])
             slot[0] = _slot_val[i]
     else:
         try:
@@ -342,14 +356,45 @@ cdef object _build(object cls, tuple slots, int plan, int fd, const _Listener *L
             close(fd)
             _pending()
         _fill_from_template(obj, fd, L.family, L.type, L.proto)
-        return obj
-    args = (L.family, L.type, L.proto, fd)
-    try:
-        (<fs_type *><PyObject *>_SockType).tp_init(p, <PyObject *>args, NULL)
-    except BaseException:
-        obj.detach()        # -1 if __init__ failed before taking fd
+    else:
+        args = (L.family, L.type, L.proto, fd)
+        try:
+            (<fs_type *><PyObject *>_SockType).tp_init(p, <PyObject *>args, NULL)
+        except BaseException:
+            obj.detach()        # -1 if __init__ failed before taking fd
+            close(fd)
+            raise
+    if cls is _FsSocket:
+        _untrack(p)
+    return obj
+
+
+cdef object _new_fs_socket(int fd, const _Listener *L):
+    """_build for a fastsock.socket from the template (the plan and the slot
+    cache checked by the caller).  What sock_new and the stdlib constructor
+    leave is written directly: the memory comes from the collector's allocator
+    (PyObject_GC_New: neither zeroed nor tracked, see _untrack), the C part
+    is the template's (descriptor -1 until the audit event passed), the rest
+    (__weakref__ and the slots) zeroed, then the slots set."""
+    cdef fs_type *tp = <fs_type *><PyObject *>_FsSocket
+    cdef Py_ssize_t start = (<fs_type *><PyObject *>_SockType).tp_basicsize
+    cdef PyObject *p = _PyObject_GC_New(tp)
+    cdef char *base = <char *>p
+    cdef int i
+    if p == NULL:
         close(fd)
-        raise
+        _pending()
+    memcpy(base + _off_fd, _payload, _payload_len)
+    memset(base + start, 0, tp.tp_basicsize - start)
+    for i in range(_nslots):
+        fs_incref(_slot_val[i])
+        (<PyObject **>(base + _slot_off[i]))[0] = _slot_val[i]
+    obj = <object>p
+    Py_DECREF(obj)      # <object> took its own reference
+    if PySys_Audit("socket.__new__", "Oiii", p, L.family, L.type, L.proto) < 0:
+        close(fd)
+        _pending()
+    _set_fields(obj, fd, L.family, L.type, L.proto)
     return obj
 
 
@@ -422,17 +467,29 @@ cdef list _accept_many_into(object cls, int max, tuple slots, const _Listener *L
             _fail(err, "accept", L.fd)
         fds[0] = _accept_one(L.fd, L.timeout, &ss[0], &lens[0])
         got = n = 1
-    result = []
-    obj = None
+    # each batch fills a list made to its size (no appends); the first one is
+    # the result, later ones extend it
+    cdef Py_ssize_t filled = 0
+    result = chunk = obj = None
     try:
         plan = _plan(cls, slots)
         while True:
+            chunk = PyList_New(got)
+            filled = 0
             for i in range(got):
                 addr = _decode(<sockaddr *>&ss[i], lens[i], L.family)
                 nfd, fds[i] = fds[i], -1
                 obj = _build(cls, slots, plan, nfd, L)
-                result.append((obj, addr))
+                pair = (obj, addr)
                 obj = None
+                Py_INCREF(pair)         # PyList_SET_ITEM takes this reference
+                PyList_SET_ITEM(chunk, i, pair)
+                filled = i + 1
+            if result is None:
+                result = chunk
+            else:
+                result.extend(chunk)
+            chunk = None
             left -= got
             if left <= 0 or got < n:
                 break       # done, or the queue ran dry
@@ -446,7 +503,10 @@ cdef list _accept_many_into(object cls, int max, tuple slots, const _Listener *L
                 close(fds[i])
         if obj is not None:
             obj.close()
-        for item in result:
-            item[0].close()
+        for i in range(filled if chunk is not None else 0):
+            (<object>PyList_GET_ITEM(chunk, i))[0].close()
+        if result is not None:
+            for item in result:
+                item[0].close()
         raise
     return result

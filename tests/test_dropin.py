@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import gc
 import inspect
 import io
 import json
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 
 import pytest
 
@@ -714,6 +716,20 @@ def _netlink(sm):
 
 
 @needs_linux
+def test_weak_references(sm):
+    """Created and accepted sockets take weak references (the __weakref__
+    slot of socket.socket), which die with the object."""
+    with _listener(sm) as lst, sm.create_connection(lst.getsockname()) as cli:
+        conn, _ = lst.accept()
+        dead = []
+        refs = [weakref.ref(s, dead.append) for s in (conn, cli, lst)]
+        assert [r() for r in refs] == [conn, cli, lst]
+        conn.close()
+        del conn
+        assert refs[0]() is None and len(dead) == 1
+        assert refs[1]() is cli and refs[2]() is lst
+
+
 def test_netlink(sm):
     with _netlink(sm) as a, _netlink(sm) as b:
         assert type(a) is sm.socket
@@ -891,3 +907,57 @@ def test_difference_scope_id_beyond_32_bits():
     with fastsock.socket(socket.AF_INET6) as b:
         with pytest.raises(OverflowError):
             b.bind(("::1", 0, 0, 2**32))
+
+
+def test_difference_not_tracked_by_the_cycle_collector():
+    """fastsock.socket objects (that class exactly) are left out of the
+    cycle collector: no __dict__, slots holding numbers, None and a path, so
+    no cycle can go through them.  Subclasses, which have a __dict__, and the
+    stdlib's sockets are tracked as usual."""
+    class Sub(fastsock.socket):
+        pass
+
+    with _listener(fastsock) as lst:
+        clients = [socket.create_connection(lst.getsockname()) for _ in range(3)]
+        conn, _ = lst.accept()
+        lst.setblocking(False)
+        time.sleep(0.05)
+        batch = lst.accept_many(8)
+        a, b = fastsock.socketpair()
+        ours = [lst, conn, a, b, fastsock.create_connection(lst.getsockname()),
+                fastsock.socket(fileno=os.dup(a.fileno()))] + [s for s, _ in batch]
+        try:
+            assert len(batch) == 2
+            assert not any(gc.is_tracked(s) for s in ours)
+            with Sub() as sub, socket.socket() as std:
+                assert gc.is_tracked(sub) and gc.is_tracked(std)
+                sub.cycle = sub            # what a __dict__ allows; collected
+                ref = weakref.ref(sub)
+            del sub
+            gc.collect()
+            assert ref() is None
+        finally:
+            for s in ours + clients:
+                s.close()
+
+
+def test_accept_many_across_batches_in_queue_order():
+    """accept_many(max) with more connections queued than one GIL-released
+    batch takes (64): every connection once, in the kernel's queue order,
+    each a working socket."""
+    with _listener(fastsock, backlog=512) as lst:
+        clients = [socket.create_connection(lst.getsockname()) for _ in range(150)]
+        try:
+            lst.setblocking(False)
+            got = lst.accept_many(1000)
+            assert [addr for _, addr in got] == [c.getsockname() for c in clients]
+            for i, (conn, _) in enumerate(got):
+                with conn:
+                    assert type(conn) is fastsock.socket and conn.getblocking()
+                    clients[i].sendall(i.to_bytes(2, "big"))
+                    assert conn.recv(2) == i.to_bytes(2, "big")
+            with pytest.raises(BlockingIOError):
+                lst.accept_many(1000)
+        finally:
+            for c in clients:
+                c.close()
