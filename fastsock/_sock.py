@@ -136,14 +136,24 @@ class socket(_std.socket):
 
     # -- connect ---------------------------------------------------------
 
+    def _connect_family(self, address: "Any") -> int | None:
+        """What connect and connect_ex do first: forget the backlog (not, or
+        no longer, a listener); for a family the core encodes, raise the
+        audit event and return the family; None: the stdlib path (whose
+        connect raises the event itself)."""
+        self._backlog = None
+        fam: int = _raw_family(self)
+        if fam in _CORE_FAMILIES:
+            _audit("socket.connect", self, address)
+            return fam
+        return None
+
     def connect(self, address: "Any") -> None:
         """Connect to ``address``, honouring the socket's timeout.
         Corresponds to connect(2).  Availability: POSIX.
         """
-        self._backlog = None      # not (or no longer) a listener
-        fam = _raw_family(self)
-        if fam in _CORE_FAMILIES:
-            _audit("socket.connect", self, address)
+        fam = self._connect_family(address)
+        if fam is not None:
             _core.connect(self.fileno(), fam, address, self.gettimeout())
             return
         try:
@@ -155,10 +165,8 @@ class socket(_std.socket):
         """Like ``connect`` but return the errno (0 on success).
         Corresponds to connect(2).  Availability: POSIX.
         """
-        self._backlog = None      # not (or no longer) a listener
-        fam = _raw_family(self)
-        if fam in _CORE_FAMILIES:
-            _audit("socket.connect", self, address)
+        fam = self._connect_family(address)
+        if fam is not None:
             return int(_core.connect_ex(self.fileno(), fam, address, self.gettimeout()))
         return super().connect_ex(address)
 

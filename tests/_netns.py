@@ -7,7 +7,9 @@ not possible (not Linux, not root, no ``unshare``, unshare refused, /proc/sys
 read-only) the calling test is skipped with the reason.
 
 The child runs with ``cwd`` in a fresh temporary directory, so it imports the
-installed fastsock, never the source tree.
+installed fastsock, never the source tree.  ``run_python`` runs a snippet the
+same way but in this process's namespace, for tests that need a child process
+(resource limits, dropped privileges) and no namespace.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tempfile
 
 import pytest
 
-__all__ = ["netns_skip_reason", "require_netns", "run_in_netns"]
+__all__ = ["netns_skip_reason", "require_netns", "run_in_netns", "run_python"]
 
 _SETUP_FAILED = 77
 
@@ -100,10 +102,22 @@ def run_in_netns(code: str | None = None, *, argv: list[str] | None = None,
         raise TypeError("give exactly one of code and argv")
     require_netns()
     spec = {"sysctls": dict(sysctls or {}), "code": code, "argv": argv}
-    with tempfile.TemporaryDirectory() as cwd:
-        r = subprocess.run(
-            ["unshare", "-n", "--", sys.executable, "-c", _PRELUDE, json.dumps(spec)],
-            capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
+    r = _run(["unshare", "-n", "--", sys.executable, "-c", _PRELUDE, json.dumps(spec)],
+             timeout)
     if r.returncode == _SETUP_FAILED and "netns setup failed" in r.stderr:
         pytest.skip(r.stderr.strip())
     return r
+
+
+def run_python(code: str, *, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``code`` (a Python snippet) in a child process in this network
+    namespace, ``cwd`` a fresh temporary directory as for ``run_in_netns``;
+    return the finished process (text stdout/stderr).  Needs no root.
+    """
+    return _run([sys.executable, "-c", code], timeout)
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              cwd=cwd, check=False)

@@ -6,15 +6,14 @@ import fcntl
 import os
 import signal
 import socket as S
-import subprocess
 import sys
 import textwrap
 import time
 import warnings
 
 import pytest
+from _netns import run_in_netns, run_python
 
-import fastsock
 from fastsock import _core
 from fastsock import errors as E
 
@@ -57,31 +56,6 @@ def listener(tcp, backlog=None):
 def port_of(fd):
     with S.socket(fileno=os.dup(fd)) as s:
         return s.getsockname()[1]
-
-
-def run_child(code, *, netns=None, preexec=None):
-    """Run Python code in a child process (optionally in a private network
-    namespace with the given sysctls); return (returncode, stdout, stderr)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(fastsock.__file__))] + sys.path))
-    argv = [sys.executable, "-c", textwrap.dedent(code)]
-    if netns is not None:
-        if os.geteuid() != 0 or not LINUX:
-            pytest.skip("private network namespaces need root on Linux")
-        sets = "; ".join(f"echo '{v}' > /proc/sys/{k.replace('.', '/')}"
-                         for k, v in netns.items())
-        argv = ["unshare", "-n", "sh", "-c",
-                f"ip link set lo up && {sets} && exec \"$0\" \"$@\"", *argv]
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, env=env,
-                           timeout=60, preexec_fn=preexec)
-    except FileNotFoundError as exc:
-        pytest.skip(f"cannot run child: {exc}")
-    if netns is not None and p.returncode != 0 and (
-            "Operation not permitted" in p.stderr or "unshare failed" in p.stderr
-            or "ip: not found" in p.stderr):
-        pytest.skip(f"network namespace not permitted here: {p.stderr.strip()}")
-    return p.returncode, p.stdout, p.stderr
 
 
 # ---- typed errors, each provoked by the kernel --------------------------------
@@ -200,7 +174,7 @@ def test_privileged_port_unprivileged_child_gets_permission_error():
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
         if int(f.read()) <= 80:
             pytest.skip("privileged ports are open to everyone here")
-    code = """
+    code = textwrap.dedent("""
         import os, socket, sys
         from fastsock import _core, errors   # import before the files become unreadable
         os.setgid(65534); os.setuid(65534)
@@ -210,13 +184,13 @@ def test_privileged_port_unprivileged_child_gets_permission_error():
         except errors.PermissionDeniedError as e:
             assert isinstance(e, PermissionError) and e.errno in (13, 1), e
             print("ok", type(e).__name__)
-    """
-    rc, out, err = run_child(code)
-    assert rc == 0 and out.startswith("ok"), err
+    """)
+    r = run_python(code)
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr
 
 
 def test_rlimit_nofile_exhausted_in_child():
-    code = """
+    code = textwrap.dedent("""
         import os, resource, socket
         from fastsock import _core, errors
         lfd = _core.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -243,16 +217,16 @@ def test_rlimit_nofile_exhausted_in_child():
         os.close(held.pop())
         fd, addr = _core.accept(lfd, socket.AF_INET)   # still queued
         print("served", addr[0])
-    """
-    rc, out, err = run_child(code)
-    assert rc == 0, err
-    assert out.split("\n")[:3] == [
+    """)
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == [
         f"socket {errno.EMFILE}", f"accept AcceptTooManyOpenFilesError {errno.EMFILE}",
         "served 127.0.0.1"]
 
 
 def test_ephemeral_ports_exhausted_in_namespace():
-    code = """
+    code = textwrap.dedent("""
         import socket
         from fastsock import _core, errors
         a = _core.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -263,9 +237,9 @@ def test_ephemeral_ports_exhausted_in_namespace():
         except errors.EphemeralPortsExhaustedError as e:
             assert isinstance(e, errors.AddressInUseError) and e.syscall == "listen"
             print("exhausted", e.errno)
-    """
-    rc, out, err = run_child(code, netns={"net.ipv4.ip_local_port_range": "40000 40000"})
-    assert rc == 0 and out.strip() == f"exhausted {errno.EADDRINUSE}", err
+    """)
+    r = run_in_netns(code, sysctls={"net.ipv4.ip_local_port_range": "40000 40000"})
+    assert r.returncode == 0 and r.stdout.strip() == f"exhausted {errno.EADDRINUSE}", r.stderr
 
 
 # ---- the backlog contract, read back from the kernel --------------------------
@@ -324,7 +298,7 @@ def test_unix_backlog_computed_from_somaxconn(tmp_path, tcp):
 
 @linux_only
 def test_namespace_somaxconn_16_truncates_and_kernel_agrees():
-    code = """
+    code = textwrap.dedent("""
         import socket, subprocess, warnings
         from fastsock import _core, errors
         fd = _core.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -336,10 +310,10 @@ def test_namespace_somaxconn_16_truncates_and_kernel_agrees():
         print(_core.listen(fd), _core.somaxconn()[0])
         ss = subprocess.run(["ss", "-ltnH", "sport = :5555"], capture_output=True, text=True)
         print(ss.stdout.split()[2] if ss.returncode == 0 and ss.stdout else "16")
-    """
-    rc, out, err = run_child(code, netns={"net.core.somaxconn": "16"})
-    assert rc == 0, err
-    assert out.split("\n")[:4] == ["16 16", "BacklogTruncatedWarning True", "16 16", "16"]
+    """)
+    r = run_in_netns(code, sysctls={"net.core.somaxconn": "16"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:4] == ["16 16", "BacklogTruncatedWarning True", "16 16", "16"]
 
 
 @linux_only
