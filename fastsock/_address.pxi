@@ -222,17 +222,15 @@ cdef object _decode(const sockaddr *sa, socklen_t slen, int family):
         family = sa.sa_family
     if family == AF_INET:
         sin = <const sockaddr_in *>sa
-        addr = (_ipv4_host(sin.sin_addr.s_addr), ntohs(sin.sin_port))
-        PyObject_GC_UnTrack(<PyObject *>addr)   # str and int: never in a cycle
-        return addr
+        # (the tuple stays tracked: the collector untracks tuples of atoms
+        # itself, at the first collection they live through)
+        return (_ipv4_host(sin.sin_addr.s_addr), ntohs(sin.sin_port))
     if family == AF_INET6:
         sin6 = <const sockaddr_in6 *>sa
         # the stdlib never appends "%scope" to the host; scope_id is its own field
         inet_ntop(AF_INET6, &sin6.sin6_addr, buf, sizeof(buf))
-        addr = (PyUnicode_DecodeASCII(buf, strlen(buf), NULL), ntohs(sin6.sin6_port),
+        return (PyUnicode_DecodeASCII(buf, strlen(buf), NULL), ntohs(sin6.sin6_port),
                 ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
-        PyObject_GC_UnTrack(<PyObject *>addr)
-        return addr
     if family == AF_UNIX:
         sun = <const sockaddr_un *>sa
         n = slen - FS_UNIX_PATH_OFFSET if slen > FS_UNIX_PATH_OFFSET else 0

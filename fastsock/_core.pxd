@@ -155,7 +155,6 @@ cdef extern from "Python.h":
     ctypedef struct fs_type "PyTypeObject":
         Py_ssize_t tp_basicsize
         PyObject *(*tp_new)(fs_type *, PyObject *, PyObject *)
-        PyObject *(*tp_alloc)(fs_type *, Py_ssize_t)
         int (*tp_init)(PyObject *, PyObject *, PyObject *) except -1
         fs_descrget tp_descr_get
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL

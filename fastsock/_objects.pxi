@@ -328,8 +328,7 @@ cdef object _build(object cls, tuple slots, int plan, int fd, const _Listener *L
     cdef int i
     if plan == _BUILD_CALL:
         return _build_call(cls, fd, L)
-    if plan == _BUILD_TEMPLATE and cls is _FsSocket and slots is _slots_key \
-            and cls is _slots_cls:
+    if _fs_template(cls, slots, plan):
         return _new_fs_socket(fd, L)
     p = tp.tp_new(tp, <PyObject *>_EMPTY, NULL)
     if p == NULL:
@@ -367,6 +366,13 @@ cdef object _build(object cls, tuple slots, int plan, int fd, const _Listener *L
     if cls is _FsSocket:
         _untrack(p)
     return obj
+
+
+cdef inline bint _fs_template(object cls, tuple slots, int plan) noexcept:
+    """``plan`` builds fastsock.socket objects from the template, with the
+    slot cache primed for them: what _new_fs_socket needs."""
+    return (plan == _BUILD_TEMPLATE and cls is _FsSocket and cls is _slots_cls
+            and slots is _slots_key)
 
 
 cdef object _new_fs_socket(int fd, const _Listener *L):
@@ -424,6 +430,8 @@ cdef tuple _accept_into(object cls, tuple slots, const _Listener *L):
     except BaseException:
         close(nfd)
         raise
+    if _fs_template(cls, slots, plan):
+        return _new_fs_socket(nfd, L), addr
     return _build(cls, slots, plan, nfd, L), addr
 
 
@@ -470,16 +478,21 @@ cdef list _accept_many_into(object cls, int max, tuple slots, const _Listener *L
     # each batch fills a list made to its size (no appends); the first one is
     # the result, later ones extend it
     cdef Py_ssize_t filled = 0
+    cdef bint fs_template
     result = chunk = obj = None
     try:
         plan = _plan(cls, slots)
+        fs_template = _fs_template(cls, slots, plan)
         while True:
             chunk = PyList_New(got)
             filled = 0
             for i in range(got):
                 addr = _decode(<sockaddr *>&ss[i], lens[i], L.family)
                 nfd, fds[i] = fds[i], -1
-                obj = _build(cls, slots, plan, nfd, L)
+                if fs_template:
+                    obj = _new_fs_socket(nfd, L)
+                else:
+                    obj = _build(cls, slots, plan, nfd, L)
                 pair = (obj, addr)
                 obj = None
                 Py_INCREF(pair)         # PyList_SET_ITEM takes this reference
