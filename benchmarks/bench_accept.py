@@ -7,8 +7,9 @@ are queued on ONE listening socket on 127.0.0.1 (non-blocking connects from
 this process, all completed before the clock starts; the backlog holds K),
 then the variant drains the queue, accepting every connection and keeping
 it (the connection; the address is dropped, as a server loop does); the
-clock stops, the connections are closed, and the drain time is divided by K.  All variants use descriptors of the same listening socket, so
-they drain the same kernel queue the same way:
+clock stops, the connections are closed, and the drain time is divided by
+K.  All variants use descriptors of the same listening socket, so they
+drain the same kernel queue the same way:
 
   C accept4 loop            accept4(fd, &addr, &len, SOCK_CLOEXEC) K times in a
                             separate C process (benchmarks/accept4_loop.c,
@@ -20,12 +21,15 @@ they drain the same kernel queue the same way:
                             object: the floor of a Python-level accept (reference)
   stdlib accept()           conn, addr = sock.accept(); keep(conn)
   fastsock accept()         conn, addr = sock.accept(); keep(conn)
+  core accept_many(), fds   for fd, addr in _core.accept_many(fd, AF_INET, BATCH, 0.0):
+                            keep(fd) -- the same batches without socket objects:
+                            the floor of a batch call that returns (descriptor,
+                            address) pairs (reference)
   fastsock accept_many()    for conn, addr in sock.accept_many(BATCH): keep(conn)
-                            until K are taken, on a
-                            non-blocking listener, which is how batch accepting
-                            is used (--blocking-many adds the blocking listener,
-                            where every further accept4 is preceded by poll(2)
-                            so that the call never blocks)
+                            until K are taken, on a non-blocking listener, which
+                            is how batch accepting is used (--blocking-many adds
+                            the blocking listener, where every further accept4
+                            is preceded by poll(2) so that the call never blocks)
 
 The process and the C baseline it starts run pinned to one CPU (--cpu), the
 same for every variant: no migrations, a narrower spread between rounds.
@@ -152,9 +156,26 @@ def main(argv: list[str] | None = None) -> int:
         C.close_all(clients)
         return (t1 - t0) / k
 
+    def core_many() -> float:
+        clients = C.fill(std, k)
+        fs_nb.setblocking(False)
+        out: list = []
+        acc, keep, fd, fam = fastsock._core.accept_many, out.append, fs_nb.fileno(), std.family
+        t0 = time.perf_counter_ns()
+        while len(out) < k:
+            for nfd, addr in acc(fd, fam, batch, 0.0):
+                keep(nfd)
+        t1 = time.perf_counter_ns()
+        fs_nb.setblocking(True)
+        for nfd in out:
+            os.close(nfd)
+        C.close_all(clients)
+        return (t1 - t0) / k
+
     variants["stdlib _accept()"] = std_raw
     variants["stdlib accept()"] = lambda: one_by_one(std)
     variants["fastsock accept()"] = lambda: one_by_one(fs)
+    variants["core accept_many(), fds"] = core_many
     variants["fastsock accept_many()"] = lambda: many(fs_nb, 0.0)
     if args.blocking_many:
         variants["fastsock accept_many(), blocking listener"] = lambda: many(fs, None)

@@ -1,6 +1,6 @@
 """Listener setup: socket + bind + listen + close, fastsock vs the stdlib.
 
-    python benchmarks/bench_listen.py [--n 2000] [--rounds 21]
+    python benchmarks/bench_listen.py [--n 2000] [--rounds 21] [--cpu last]
 
 Each round, for each variant (the order rotates every round), N listeners
 are set up and closed one after the other on 127.0.0.1 port 0, backlog 128
@@ -19,7 +19,8 @@ are set up and closed one after the other on 127.0.0.1 port 0, backlog 128
                             kernel costs (reference; skipped without a compiler)
 
 fastsock's listen() also reads the backlog in force back from the kernel
-(TCP_INFO on Linux), one more system call than the stdlib makes.  Printed:
+(TCP_INFO on Linux), one more system call than the stdlib makes.  Every
+variant runs on the same CPU (--cpu, as in bench_accept.py).  Printed:
 median cost per setup and the median of the per-round ratios vs the stdlib.
 """
 
@@ -43,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="setups per round")
     ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--cpu", default="last",
+                    help='run every variant on this CPU: a number, "last" (default) or "none"')
     args = ap.parse_args(argv)
     n = args.n
+    placement = C.pin(args.cpu)
     C.header("listener setup: socket + bind + listen(128) + close on 127.0.0.1:0",
-             N=n, rounds=args.rounds)
+             N=n, rounds=args.rounds, cpu=placement)
 
     def drop_in(cls: type[socket.socket]) -> float:
         t0 = time.perf_counter_ns()
