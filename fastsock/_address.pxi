@@ -187,7 +187,7 @@ cdef object _ipv4_host(unsigned int addr):
     cdef const unsigned char *b = <const unsigned char *>&addr
     cdef char buf[16]
     cdef int i, v, n = 0
-    # Fibonacci hashing of the 32 bits into the cache's 6
+    # Fibonacci hashing: the 32 bits of the address spread over the cache's slots
     cdef unsigned int slot = ((addr * 2654435761U) & 0xffffffffU) >> (32 - _HOST_CACHE_BITS)
     if not FS_GIL_DISABLED and _host_str[slot] != NULL and _host_key[slot] == addr:
         return <object>_host_str[slot]

@@ -5,8 +5,11 @@
 #
 # accept_socket() and accept_many_sockets() hand back socket objects, built
 # here without running any Python-level __init__.  The object is made by the
-# class's tp_new (the stdlib's sock_new), then given its descriptor one of two
-# ways, chosen once per process by _probe():
+# class's tp_new (the stdlib's sock_new) -- or, for fastsock.socket itself on
+# the template path, allocated directly (_new_fs_socket: what sock_new does,
+# without zeroing what the template overwrites, and untracked, see _untrack in
+# _methods.pxi) -- then given its descriptor one of two ways, chosen once per
+# process by _probe():
 #
 #   template  copy the C part of _socket.socket from a template object that
 #             the stdlib's own constructor made (descriptor -1, timeout None),
@@ -271,6 +274,8 @@ cdef inline int _plan(object cls, tuple slots) except -1:
 
 
 cdef int _plan_slow(object cls, tuple slots) except -1:
+    """_plan for a class or slots the cache does not hold yet, or without the
+    template: checks the class and (re)fills the cache."""
     global _slots_cls, _slots_key, _nslots
     cdef int i, n
     cdef PyMemberDef *m
