@@ -203,18 +203,37 @@ def test_raising_handler_ends_accept_with_its_exception(listener, mode):
         conn.close()
 
 
+def _raised_inside_fastsock(info) -> bool:
+    """The exception came out of fastsock's compiled accept (its traceback has
+    the core's entries), not from Python code around the call."""
+    return any(str(entry.frame.code.path).endswith((".pyx", ".pxi")) for entry in info.traceback)
+
+
 def test_keyboard_interrupt_reaches_the_caller(listener):
+    """SIGINT 50 ms into a blocking accept() ends it with KeyboardInterrupt.
+    On a loaded machine the signal can land before the call is reached (even
+    while Timer.start() waits for its thread): such a round is repeated, and
+    only an interrupt raised from inside accept() counts."""
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for mode in ("blocking", "timeout"):
             listener.settimeout(LIMIT if mode == "timeout" else None)
-            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
-            timer.start()
-            t0 = time.monotonic()
-            with pytest.raises(KeyboardInterrupt):
-                listener.accept()
-            timer.join()
-            assert time.monotonic() - t0 < 5
+            for _attempt in range(10):
+                timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+                try:
+                    timer.start()
+                    t0 = time.monotonic()
+                    with pytest.raises(KeyboardInterrupt) as info:
+                        listener.accept()
+                except KeyboardInterrupt:
+                    continue                # landed before the with block
+                finally:
+                    timer.join()
+                assert time.monotonic() - t0 < 5
+                if _raised_inside_fastsock(info):
+                    break
+            else:
+                pytest.fail(f"{mode}: SIGINT never landed inside accept() in 10 tries")
     finally:
         signal.signal(signal.SIGINT, old)
 
@@ -228,8 +247,8 @@ SERVER = textwrap.dedent("""
         while True:
             conn, _ = lst.accept()
             conn.sendall(b"hello")
-            conn.close()
             served += 1
+            conn.close()
     except KeyboardInterrupt:
         print("interrupted after", served, flush=True)
         sys.exit(0)
@@ -247,7 +266,8 @@ def test_ctrl_c_stops_a_server_blocked_in_accept():
         for _ in range(3):
             with S.create_connection(("127.0.0.1", port), timeout=10) as c:
                 assert c.recv(5) == b"hello"
-        time.sleep(0.1)            # the server is back in accept()
+                assert c.recv(1) == b""     # closed: this one is counted
+        time.sleep(0.1)            # the server is back in accept() (or about to be)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=10)
     finally:
@@ -275,7 +295,8 @@ def test_timeout_fires_on_time_despite_signal_storm(listener, timeout, mode):
     assert isinstance(info.value, S.timeout) and str(info.value) == "timed out"
     assert timeout - 0.005 <= took <= timeout + SLACK, took
     # 1 ms signals: the wait was interrupted many times and still kept its deadline
-    assert len(hits) >= timeout / STORM / 4, len(hits)
+    # (a stalled VM merges pending SIGALRMs into one, so not every tick arrives)
+    assert len(hits) >= max(10, timeout / STORM / 20), len(hits)
 
 
 def test_connect_timeout_fires_on_time_despite_signal_storm():
