@@ -463,21 +463,31 @@ def test_simultaneous_start_has_one_winner(d):
     """Processes starting at the same instant on one path, round after round
     (half of the rounds on a stale file): exactly one gets the listener, the
     others AddressInUseError; none takes the winner's file, bound but not
-    yet listening, for a stale one."""
-    rounds, slot = 12, 0.25
-    for k in range(1, rounds, 2):
-        _stale(os.path.join(d, f"s{k}"))
-    t0 = time.time() + 1.0
-    procs = [_python(_SLOTS, d, t0, rounds, slot) for _ in range(4)]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-        outs.append(json.loads(out))
-    per_round = [sorted(str(x) for x in r if x != "late") for r in zip(*outs)]
-    bad = [(k, r) for k, r in enumerate(per_round) if r and r != ["None"] * (len(r) - 1) + ["True"]]
-    assert not bad, bad
-    assert sum(len(r) >= 2 for r in per_round) >= rounds // 2, per_round
+    yet listening, for a stale one.  A round where a process was descheduled
+    past its start does not count; on a loaded machine the experiment runs
+    again (up to 4 times) until 6 rounds had at least two simultaneous
+    starters."""
+    rounds, slot, checked = 12, 0.25, 0
+    for attempt in range(4):
+        sub = os.path.join(d, f"a{attempt}")
+        os.mkdir(sub)
+        for k in range(1, rounds, 2):
+            _stale(os.path.join(sub, f"s{k}"))
+        t0 = time.time() + 1.0
+        procs = [_python(_SLOTS, sub, t0, rounds, slot) for _ in range(4)]
+        outs = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+            outs.append(json.loads(out))
+        per_round = [sorted(str(x) for x in r if x != "late") for r in zip(*outs)]
+        bad = [(k, r) for k, r in enumerate(per_round)
+               if r and r != ["None"] * (len(r) - 1) + ["True"]]
+        assert not bad, bad
+        checked += sum(len(r) >= 2 for r in per_round)
+        if checked >= rounds // 2:
+            return
+    pytest.fail(f"only {checked} rounds with simultaneous starters in 4 attempts")
 
 
 def test_dir_lock_is_taken(d, monkeypatch):
