@@ -104,21 +104,34 @@ def _documented(test_id: str) -> str | None:
     return None
 
 
+def _finish(p: subprocess.Popen, path: str) -> dict:
+    try:
+        _, err = p.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    header, results, hung = _read(path)
+    return {"rc": p.returncode, "stderr": err[-5000:], "header": header,
+            "results": results, "hung": hung}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """Both runs at once.  A run that hung (a test over the per-test timeout
+    ends its process) runs once more, alone: CPython's signal tests (e.g.
+    test_sendall_interrupted, where SIGALRM must interrupt the main thread's
+    send()) have hung once on a loaded CI machine; a hang that repeats
+    fails test_both_runs_completed, and the first one is printed."""
     d = tmp_path_factory.mktemp("stdlib")
     paths = {side: str(d / f"{side}.jsonl") for side in ("socket", "fastsock")}
     procs = {side: _run(side, path) for side, path in paths.items()}
-    out = {}
-    for side, p in procs.items():
-        try:
-            _, err = p.communicate(timeout=600)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            _, err = p.communicate()
-        header, results, hung = _read(paths[side])
-        out[side] = {"rc": p.returncode, "stderr": err[-5000:], "header": header,
-                     "results": results, "hung": hung}
+    out = {side: _finish(p, paths[side]) for side, p in procs.items()}
+    for side, r in out.items():
+        if r["hung"]:
+            print(f"\n{side} run hung in {r['hung']}; running it again. Its stderr:\n"
+                  f"{r['stderr']}")
+            path = str(d / f"{side}-again.jsonl")
+            out[side] = _finish(_run(side, path), path)
     return out
 
 
