@@ -324,7 +324,8 @@ def test_connect_timeout_fires_on_time_despite_signal_storm():
                     s.connect(addr)
                 took = time.monotonic() - t0
             assert 0.495 <= took <= 0.5 + SLACK, took
-            assert len(hits) >= 100
+            # as in the accept test above: a stalled VM merges pending SIGALRMs
+            assert len(hits) >= max(10, 0.5 / STORM / 20), len(hits)
         finally:
             for c in fillers:
                 c.close()
