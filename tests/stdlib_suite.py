@@ -19,7 +19,9 @@ after it, so a test that hangs is named by its unmatched ``start``.  Outcomes: o
 error, skip, xfail, xpass.  ``--exclude`` drops tests whose id contains TEXT
 (in both runs: tests that cannot work in this environment).  A test running
 longer than ``--per-test-timeout`` (default 60 s) ends the process after
-faulthandler dumped the stacks.  ``test.support.use_resources`` is the
+faulthandler dumped the stacks; so does anything between tests (class and
+module set-up and tear-down, the interpreter's exit waiting for a thread a
+test left behind) that takes as long.  ``test.support.use_resources`` is the
 ``--resources`` list (default: none).
 """
 
@@ -58,7 +60,9 @@ class _Recorder(unittest.TestResult):
         faulthandler.dump_traceback_later(self.per_test_timeout, exit=True)
 
     def stopTest(self, test):
-        faulthandler.cancel_dump_traceback_later()
+        # re-armed, not cancelled: what runs until the next startTest (class
+        # and module tear-down and set-up, the exit) is bounded the same way
+        faulthandler.dump_traceback_later(self.per_test_timeout, exit=True)
         super().stopTest(test)
         if self.current:
             self.current["time"] = round(time.monotonic() - self.current.pop("started"), 3)

@@ -104,34 +104,46 @@ def _documented(test_id: str) -> str | None:
     return None
 
 
+# A run takes about a minute (under the sanitizers too); every test and what
+# runs between tests is bounded by --per-test-timeout, so this only catches a
+# process that its own watchdog could not end.
+RUN_LIMIT = 300
+
+
 def _finish(p: subprocess.Popen, path: str) -> dict:
     try:
-        _, err = p.communicate(timeout=600)
+        _, err = p.communicate(timeout=RUN_LIMIT)
     except subprocess.TimeoutExpired:
         p.kill()
         _, err = p.communicate()
+        err += f"\n(killed after {RUN_LIMIT} s)"
     header, results, hung = _read(path)
+    if not hung and ("Timeout (" in err or p.returncode == -9):
+        hung = ["(between tests: set-up, tear-down or exit)"]
     return {"rc": p.returncode, "stderr": err[-5000:], "header": header,
             "results": results, "hung": hung}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Both runs at once.  A run that hung (a test over the per-test timeout
-    ends its process) runs once more, alone: CPython's signal tests (e.g.
-    test_sendall_interrupted, where SIGALRM must interrupt the main thread's
-    send()) have hung once on a loaded CI machine; a hang that repeats
-    fails test_both_runs_completed, and the first one is printed."""
+    """Both runs at once.  A run that hung (a test, or what runs between
+    tests, over the per-test timeout ends its process) runs once more, alone:
+    CPython's signal tests (e.g. test_sendall_interrupted, where SIGALRM must
+    interrupt the main thread's send()) have hung once on a loaded CI machine;
+    a hang that repeats fails test_both_runs_completed, and the first one is
+    printed."""
     d = tmp_path_factory.mktemp("stdlib")
     paths = {side: str(d / f"{side}.jsonl") for side in ("socket", "fastsock")}
     procs = {side: _run(side, path) for side, path in paths.items()}
     out = {side: _finish(p, paths[side]) for side, p in procs.items()}
+    again = {}
     for side, r in out.items():
         if r["hung"]:
             print(f"\n{side} run hung in {r['hung']}; running it again. Its stderr:\n"
                   f"{r['stderr']}")
-            path = str(d / f"{side}-again.jsonl")
-            out[side] = _finish(_run(side, path), path)
+            again[side] = (_run(side, paths[side] + ".again"), paths[side] + ".again")
+    for side, (p, path) in again.items():
+        out[side] = _finish(p, path)
     return out
 
 
