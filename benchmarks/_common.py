@@ -18,6 +18,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -105,9 +106,11 @@ def compiler() -> str | None:
             or shutil.which("clang"))
 
 
-def compile_c(source: str, tmp: str, shared: bool = False) -> str | None:
+def compile_c(source: str, tmp: str, shared: bool = False,
+              extension: bool = False) -> str | None:
     """Compile benchmarks/<source> with the system compiler (-O2) into ``tmp``,
-    as a program or, with ``shared``, a shared library.
+    as a program or, with ``shared``, a shared library (``extension``: one
+    that includes this interpreter's Python.h, to import as a module).
 
     Returns the path, or None (with a note on stderr) when there is no
     compiler or the build fails, so callers can skip the C rows.
@@ -116,14 +119,27 @@ def compile_c(source: str, tmp: str, shared: bool = False) -> str | None:
     if not cc:
         print("# no C compiler (cc): C baseline skipped", file=sys.stderr)
         return None
-    out = os.path.join(tmp, Path(source).stem + (".so" if shared else ""))
-    flags = ["-shared", "-fPIC"] if shared else []
+    out = os.path.join(tmp, Path(source).stem + (".so" if shared or extension else ""))
+    flags = ["-shared", "-fPIC"] if shared or extension else []
+    if extension:
+        flags.append("-I" + sysconfig.get_paths()["include"])
     proc = subprocess.run([cc, "-O2", *flags, "-o", out, str(HERE / source)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"# {source} did not build, C rows skipped:\n{proc.stderr}", file=sys.stderr)
         return None
     return out
+
+
+def load_extension(path: str, name: str):
+    """Import the extension module ``name`` built by compile_c(extension=True)."""
+    import importlib.machinery
+    loader = importlib.machinery.ExtensionFileLoader(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 
 def tempdir() -> tempfile.TemporaryDirectory[str]:

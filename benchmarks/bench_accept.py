@@ -25,6 +25,12 @@ drain the same kernel queue the same way:
                             keep(fd) -- the same batches without socket objects:
                             the floor of a batch call that returns (descriptor,
                             address) pairs (reference)
+  floor: batch, no objects  for conn, addr in accept_floor.pairs(fd, BATCH): keep(conn)
+                            (benchmarks/accept_floor.c, built here as an
+                            extension): the same accept4 batches returning a
+                            list of ONE shared pair, no per-connection object:
+                            the floor of any batch call this loop iterates,
+                            the call, the list and the loop (reference)
   fastsock accept_many()    for conn, addr in sock.accept_many(BATCH): keep(conn)
                             until K are taken, on a non-blocking listener, which
                             is how batch accepting is used (--blocking-many adds
@@ -80,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     variants = {}
     tmp = C.tempdir()
     child = None
-    exe = lib = None
+    exe = lib = ext = None
     if not args.no_c:
         exe = C.compile_c("accept4_loop.c", tmp.name)
         lib = exe and C.compile_c("accept4_loop.c", tmp.name, shared=True)
+        ext = exe and C.compile_c("accept_floor.c", tmp.name, extension=True)
     if exe:
         cfd = os.dup(std.fileno())
         child = subprocess.Popen([exe, str(cfd)], pass_fds=(cfd,), stdin=subprocess.PIPE,
@@ -172,10 +179,28 @@ def main(argv: list[str] | None = None) -> int:
         C.close_all(clients)
         return (t1 - t0) / k
 
+    def floor(pairs, close_all) -> float:
+        clients = C.fill(std, k)
+        fs_nb.setblocking(False)
+        out: list = []
+        keep, fd = out.append, fs_nb.fileno()
+        t0 = time.perf_counter_ns()
+        while len(out) < k:
+            for conn, addr in pairs(fd, batch):
+                keep(conn)
+        t1 = time.perf_counter_ns()
+        fs_nb.setblocking(True)
+        close_all()
+        C.close_all(clients)
+        return (t1 - t0) / k
+
     variants["stdlib _accept()"] = std_raw
     variants["stdlib accept()"] = lambda: one_by_one(std)
     variants["fastsock accept()"] = lambda: one_by_one(fs)
     variants["core accept_many(), fds"] = core_many
+    if ext:
+        fl = C.load_extension(ext, "accept_floor")
+        variants["floor: batch, no objects"] = lambda: floor(fl.pairs, fl.close_all)
     variants["fastsock accept_many()"] = lambda: many(fs_nb, 0.0)
     if args.blocking_many:
         variants["fastsock accept_many(), blocking listener"] = lambda: many(fs, None)

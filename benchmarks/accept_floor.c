@@ -1,0 +1,92 @@
+/*
+ * accept_floor.c - a reference row for benchmarks/bench_accept.py: the floor
+ * of any batch accept that Python code iterates.
+ *
+ * accept_floor.pairs(fd, max) makes the accept4(..., SOCK_CLOEXEC) calls a
+ * batch accept makes (up to min(max, 64) in a row, the peer address taken,
+ * the GIL released once, stopping at the first failure) and returns a list
+ * of that many references to ONE shared pair: no socket object, no address
+ * tuple, no integer is built per connection.  What it costs over the C loop
+ * is the call, the list and the benchmark's own `for conn, addr in ...:
+ * keep(conn)`, which every accept_many() variant pays too.  The descriptors
+ * are kept here; close_all() closes them after the clock stopped.
+ *
+ * Built by the benchmark as a CPython extension with the system compiler and
+ * this interpreter's headers; the row is skipped where that fails.  Linux
+ * and the BSDs (accept4).
+ */
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE 1
+#include <Python.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BATCH 64
+#define KEPT_MAX 1000000
+
+static int *kept;
+static Py_ssize_t nkept;
+static PyObject *shared_pair;
+
+static PyObject *pairs(PyObject *self, PyObject *args) {
+    int fd, max, got = 0, err = 0, i;
+    struct sockaddr_storage ss[BATCH];
+    socklen_t lens[BATCH];
+    int fds[BATCH];
+    if (!PyArg_ParseTuple(args, "ii", &fd, &max))
+        return NULL;
+    if (max > BATCH)
+        max = BATCH;
+    if (nkept + max > KEPT_MAX)
+        return PyErr_Format(PyExc_RuntimeError, "more than %d descriptors kept", KEPT_MAX);
+    Py_BEGIN_ALLOW_THREADS
+    while (got < max) {
+        lens[got] = sizeof(ss[0]);
+        int nfd = accept4(fd, (struct sockaddr *)&ss[got], &lens[got], SOCK_CLOEXEC);
+        if (nfd < 0) {
+            err = errno;
+            break;
+        }
+        fds[got++] = nfd;
+    }
+    Py_END_ALLOW_THREADS
+    for (i = 0; i < got; i++)
+        kept[nkept++] = fds[i];
+    if (got == 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *list = PyList_New(got);
+    if (list == NULL)
+        return NULL;
+    for (i = 0; i < got; i++) {
+        Py_INCREF(shared_pair);
+        PyList_SET_ITEM(list, i, shared_pair);
+    }
+    return list;
+}
+
+static PyObject *close_all(PyObject *self, PyObject *unused) {
+    while (nkept > 0)
+        close(kept[--nkept]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"pairs", pairs, METH_VARARGS, "pairs(fd, max): accept a batch, a list of one shared pair"},
+    {"close_all", close_all, METH_NOARGS, "close every descriptor pairs() accepted"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "accept_floor", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit_accept_floor(void) {
+    kept = PyMem_RawMalloc(sizeof(int) * KEPT_MAX);
+    if (kept == NULL)
+        return PyErr_NoMemory();
+    shared_pair = Py_BuildValue("(OO)", Py_None, Py_None);
+    if (shared_pair == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
