@@ -2,14 +2,19 @@
  * accept_floor.c - a reference row for benchmarks/bench_accept.py: the floor
  * of any batch accept that Python code iterates.
  *
- * accept_floor.pairs(fd, max) makes the accept4(..., SOCK_CLOEXEC) calls a
- * batch accept makes (up to min(max, 64) in a row, the peer address taken,
- * the GIL released once, stopping at the first failure) and returns a list
- * of that many references to ONE shared pair: no socket object, no address
- * tuple, no integer is built per connection.  What it costs over the C loop
- * is the call, the list and the benchmark's own `for conn, addr in ...:
- * keep(conn)`, which every accept_many() variant pays too.  The descriptors
- * are kept here; close_all() closes them after the clock stopped.
+ * accept_floor.pairs(fd, max, shaped) makes the accept4(..., SOCK_CLOEXEC)
+ * calls a batch accept makes (up to min(max, 64) in a row, the peer address
+ * taken, the GIL released once, stopping at the first failure) and returns a
+ * list with one item per connection:
+ *   shaped == 0: references to ONE shared pair; nothing is built per
+ *     connection.  What this costs over the C loop is the call, the list and
+ *     the benchmark's own `for conn, addr in ...: keep(conn)`, which every
+ *     accept_many() variant pays too;
+ *   shaped == 1: a new `(None, (host, port))` per connection (IPv4; the host
+ *     string reused while the peer's address repeats): the objects the
+ *     result's shape requires, all but the socket object.
+ * The descriptors are kept here; close_all() closes them after the clock
+ * stopped.
  *
  * Built by the benchmark as a CPython extension with the system compiler and
  * this interpreter's headers; the row is skipped where that fails.  Linux
@@ -21,6 +26,8 @@
 #include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #define BATCH 64
 #define KEPT_MAX 1000000
@@ -28,13 +35,30 @@
 static int *kept;
 static Py_ssize_t nkept;
 static PyObject *shared_pair;
+static PyObject *last_host;
+static in_addr_t last_addr;
+
+/* (None, (host, port)) for an IPv4 peer; a new reference or NULL. */
+static PyObject *shaped_pair(const struct sockaddr_in *sin) {
+    char text[INET_ADDRSTRLEN];
+    if (last_host == NULL || sin->sin_addr.s_addr != last_addr) {
+        if (inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        Py_XDECREF(last_host);
+        last_host = PyUnicode_FromString(text);
+        if (last_host == NULL)
+            return NULL;
+        last_addr = sin->sin_addr.s_addr;
+    }
+    return Py_BuildValue("(O(Oi))", Py_None, last_host, (int)ntohs(sin->sin_port));
+}
 
 static PyObject *pairs(PyObject *self, PyObject *args) {
-    int fd, max, got = 0, err = 0, i;
+    int fd, max, shaped, got = 0, err = 0, i;
     struct sockaddr_storage ss[BATCH];
     socklen_t lens[BATCH];
     int fds[BATCH];
-    if (!PyArg_ParseTuple(args, "ii", &fd, &max))
+    if (!PyArg_ParseTuple(args, "iip", &fd, &max, &shaped))
         return NULL;
     if (max > BATCH)
         max = BATCH;
@@ -61,8 +85,18 @@ static PyObject *pairs(PyObject *self, PyObject *args) {
     if (list == NULL)
         return NULL;
     for (i = 0; i < got; i++) {
-        Py_INCREF(shared_pair);
-        PyList_SET_ITEM(list, i, shared_pair);
+        PyObject *item = shared_pair;
+        if (!shaped)
+            Py_INCREF(item);
+        else if (ss[i].ss_family != AF_INET)
+            item = PyErr_Format(PyExc_ValueError, "shaped pairs: IPv4 only");
+        else
+            item = shaped_pair((const struct sockaddr_in *)&ss[i]);
+        if (item == NULL) {
+            Py_DECREF(list);        /* the descriptors stay kept for close_all() */
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
     }
     return list;
 }
@@ -74,7 +108,7 @@ static PyObject *close_all(PyObject *self, PyObject *unused) {
 }
 
 static PyMethodDef methods[] = {
-    {"pairs", pairs, METH_VARARGS, "pairs(fd, max): accept a batch, a list of one shared pair"},
+    {"pairs", pairs, METH_VARARGS, "pairs(fd, max, shaped): accept a batch: one shared pair, or (None, address) each"},
     {"close_all", close_all, METH_NOARGS, "close every descriptor pairs() accepted"},
     {NULL, NULL, 0, NULL},
 };

@@ -25,12 +25,15 @@ drain the same kernel queue the same way:
                             keep(fd) -- the same batches without socket objects:
                             the floor of a batch call that returns (descriptor,
                             address) pairs (reference)
-  floor: batch, no objects  for conn, addr in accept_floor.pairs(fd, BATCH): keep(conn)
-                            (benchmarks/accept_floor.c, built here as an
-                            extension): the same accept4 batches returning a
-                            list of ONE shared pair, no per-connection object:
-                            the floor of any batch call this loop iterates,
-                            the call, the list and the loop (reference)
+  floor: batch, no objects  for conn, addr in accept_floor.pairs(fd, BATCH, False):
+                            keep(conn) (benchmarks/accept_floor.c, built here
+                            as an extension): the same accept4 batches
+                            returning a list of ONE shared pair, nothing built
+                            per connection: the floor of any batch call this
+                            loop iterates: the call, the list, the loop (reference)
+  floor + pair, address     the same with (None, (host, port)) built per
+                            connection: every object the result's shape
+                            requires but the socket object (reference)
   fastsock accept_many()    for conn, addr in sock.accept_many(BATCH): keep(conn)
                             until K are taken, on a non-blocking listener, which
                             is how batch accepting is used (--blocking-many adds
@@ -179,14 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         C.close_all(clients)
         return (t1 - t0) / k
 
-    def floor(pairs, close_all) -> float:
+    def floor(pairs, close_all, shaped: bool) -> float:
         clients = C.fill(std, k)
         fs_nb.setblocking(False)
         out: list = []
         keep, fd = out.append, fs_nb.fileno()
         t0 = time.perf_counter_ns()
         while len(out) < k:
-            for conn, addr in pairs(fd, batch):
+            for conn, addr in pairs(fd, batch, shaped):
                 keep(conn)
         t1 = time.perf_counter_ns()
         fs_nb.setblocking(True)
@@ -200,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     variants["core accept_many(), fds"] = core_many
     if ext:
         fl = C.load_extension(ext, "accept_floor")
-        variants["floor: batch, no objects"] = lambda: floor(fl.pairs, fl.close_all)
+        variants["floor: batch, no objects"] = lambda: floor(fl.pairs, fl.close_all, False)
+        variants["floor + pair, address"] = lambda: floor(fl.pairs, fl.close_all, True)
     variants["fastsock accept_many()"] = lambda: many(fs_nb, 0.0)
     if args.blocking_many:
         variants["fastsock accept_many(), blocking listener"] = lambda: many(fs, None)
