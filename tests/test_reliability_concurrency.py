@@ -47,7 +47,7 @@ CLIENTS = textwrap.dedent("""
         for i in range(per):
             token = t * per + i
             try:
-                c = socket.create_connection(("127.0.0.1", port), timeout=30)
+                c = socket.create_connection(("127.0.0.1", port), timeout=60)
                 c.sendall(token.to_bytes(8, "big"))
                 if c.recv(1) != b"k":
                     failures.append([token, "no ack"])
@@ -122,7 +122,7 @@ def test_threads_accept_each_connection_exactly_once(timeout):
         w.start()
     try:
         p = subprocess.run([sys.executable, "-c", CLIENTS, str(port), str(threads), str(per)],
-                           capture_output=True, text=True, timeout=120, env=child_env())
+                           capture_output=True, text=True, timeout=240, env=child_env())
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout) == []
         assert not ended, ended          # nobody stopped early

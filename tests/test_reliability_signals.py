@@ -110,7 +110,9 @@ def test_core_accept_resumes_after_signals_in_a_loop(listener):
     addr = listener.getsockname()
     hits = []
     rounds = 40
-    with storm(lambda n, f: hits.append(n)):
+    # the hang guard allows each round a second on top (CI under ASan on a
+    # loaded machine took over 25 s for the 40 rounds; a real hang still trips it)
+    with storm(lambda n, f: hits.append(n), limit=LIMIT + 5 + rounds):
         for i in range(rounds):
             start = len(hits)
             t, box = connect_after(addr, lambda: len(hits) >= start + 5)
