@@ -50,7 +50,21 @@ static PyObject *shaped_pair(const struct sockaddr_in *sin) {
             return NULL;
         last_addr = sin->sin_addr.s_addr;
     }
-    return Py_BuildValue("(O(Oi))", Py_None, last_host, (int)ntohs(sin->sin_port));
+    PyObject *port = PyLong_FromLong(ntohs(sin->sin_port));
+    PyObject *addr = port ? PyTuple_New(2) : NULL;
+    PyObject *pair = addr ? PyTuple_New(2) : NULL;
+    if (pair == NULL) {
+        Py_XDECREF(addr);
+        Py_XDECREF(port);
+        return NULL;
+    }
+    Py_INCREF(last_host);
+    PyTuple_SET_ITEM(addr, 0, last_host);
+    PyTuple_SET_ITEM(addr, 1, port);
+    Py_INCREF(Py_None);
+    PyTuple_SET_ITEM(pair, 0, Py_None);
+    PyTuple_SET_ITEM(pair, 1, addr);
+    return pair;
 }
 
 static PyObject *pairs(PyObject *self, PyObject *args) {
