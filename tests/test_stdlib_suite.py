@@ -127,7 +127,7 @@ def _finish(p: subprocess.Popen, path: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Both runs at once.  A run that hung (a test, or what runs between
-    tests, over the per-test timeout ends its process) runs once more, alone:
+    tests, over the per-test timeout ends its process) runs once more:
     CPython's signal tests (e.g. test_sendall_interrupted, where SIGALRM must
     interrupt the main thread's send()) have hung once on a loaded CI machine;
     a hang that repeats fails test_both_runs_completed, and the first one is
