@@ -57,6 +57,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
 
 import _common as C
 
@@ -150,52 +151,40 @@ def main(argv: list[str] | None = None) -> int:
         C.close_all(clients)
         return (t1 - t0) / k
 
-    def many(listener: fastsock.socket, timeout: float | None) -> float:
+    def batched(listener: socket.socket, timeout: float | None, call, close) -> float:
+        """Drain with a batch call: ``call()`` returns one batch of pairs."""
         clients = C.fill(std, k)
         listener.settimeout(timeout)   # O_NONBLOCK is shared by the dups: set per turn
         out: list = []
-        acc, keep = listener.accept_many, out.append
+        keep = out.append
         t0 = time.perf_counter_ns()
         while len(out) < k:
-            for conn, addr in acc(batch):
+            for conn, addr in call():
                 keep(conn)
         t1 = time.perf_counter_ns()
         listener.settimeout(None)
+        close(out)
+        C.close_all(clients)
+        return (t1 - t0) / k
+
+    def close_sockets(out: list) -> None:
         for conn in out:
             conn.close()
-        C.close_all(clients)
-        return (t1 - t0) / k
+
+    def close_fds(out: list) -> None:
+        for fd in out:
+            os.close(fd)
+
+    def many(listener: fastsock.socket, timeout: float | None) -> float:
+        return batched(listener, timeout, partial(listener.accept_many, batch), close_sockets)
 
     def core_many() -> float:
-        clients = C.fill(std, k)
-        fs_nb.setblocking(False)
-        out: list = []
-        acc, keep, fd, fam = fastsock._core.accept_many, out.append, fs_nb.fileno(), std.family
-        t0 = time.perf_counter_ns()
-        while len(out) < k:
-            for nfd, addr in acc(fd, fam, batch, 0.0):
-                keep(nfd)
-        t1 = time.perf_counter_ns()
-        fs_nb.setblocking(True)
-        for nfd in out:
-            os.close(nfd)
-        C.close_all(clients)
-        return (t1 - t0) / k
+        call = partial(fastsock._core.accept_many, fs_nb.fileno(), std.family, batch, 0.0)
+        return batched(fs_nb, 0.0, call, close_fds)
 
     def floor(pairs, close_all, shaped: bool) -> float:
-        clients = C.fill(std, k)
-        fs_nb.setblocking(False)
-        out: list = []
-        keep, fd = out.append, fs_nb.fileno()
-        t0 = time.perf_counter_ns()
-        while len(out) < k:
-            for conn, addr in pairs(fd, batch, shaped):
-                keep(conn)
-        t1 = time.perf_counter_ns()
-        fs_nb.setblocking(True)
-        close_all()
-        C.close_all(clients)
-        return (t1 - t0) / k
+        return batched(fs_nb, 0.0, partial(pairs, fs_nb.fileno(), batch, shaped),
+                       lambda out: close_all())
 
     variants["stdlib _accept()"] = std_raw
     variants["stdlib accept()"] = lambda: one_by_one(std)
