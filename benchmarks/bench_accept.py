@@ -36,9 +36,9 @@ drain the same kernel queue the same way:
                             requires but the socket object (reference)
   fastsock accept_many()    for conn, addr in sock.accept_many(BATCH): keep(conn)
                             until K are taken, on a non-blocking listener, which
-                            is how batch accepting is used (--blocking-many adds
-                            the blocking listener, where every further accept4
-                            is preceded by poll(2) so that the call never blocks)
+                            is how batch accepting is used (--timeout-many adds
+                            a listener with a timeout, the other way to batches:
+                            a blocking listener gives one connection per call)
 
 The process and the C baseline it starts run pinned to one CPU (--cpu), the
 same for every variant: no migrations, a narrower spread between rounds.
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=1000, help="connections per drain")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--batch", type=int, default=64, help="accept_many() max")
-    ap.add_argument("--blocking-many", action="store_true",
-                    help="also time accept_many() on a blocking listener")
+    ap.add_argument("--timeout-many", action="store_true",
+                    help="also time accept_many() on a listener with a timeout")
     ap.add_argument("--no-c", action="store_true", help="skip the C rows")
     ap.add_argument("--cpu", default="last",
                     help='run every variant on this CPU: a number, "last" (default) or "none"')
@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         variants["floor: batch, no objects"] = lambda: floor(fl.pairs, fl.close_all, False)
         variants["floor + pair, address"] = lambda: floor(fl.pairs, fl.close_all, True)
     variants["fastsock accept_many()"] = lambda: many(fs_nb, 0.0)
-    if args.blocking_many:
-        variants["fastsock accept_many(), blocking listener"] = lambda: many(fs, None)
+    if args.timeout_many:
+        variants["fastsock accept_many(), timeout"] = lambda: many(fs, 30.0)
 
     try:
         res = C.interleave(args.rounds, variants)

@@ -15,9 +15,10 @@ The server (a separate process, one thread, blocking sockets) runs
 on a stdlib socket ("stdlib accept()") or, with the same code and only the
 module swapped, on a fastsock socket ("fastsock accept()": the like-for-like
 comparison).  "fastsock accept_many()" serves every connection of
-``listener.accept_many(64)`` the same way: a fastsock-only feature, not
-like-for-like.  "C reference" (benchmarks/e2e_server.c, built when a C
-compiler is present; --no-c skips it) is the same loop in C: what the setup
+``listener.accept_many(64)`` the same way (the listener given a timeout, so
+that it batches): a fastsock-only feature, not like-for-like.  "C reference"
+(benchmarks/e2e_server.c, built when a C compiler is present; --no-c skips
+it) is the same loop in C: what the setup
 gives a server whose accept loop costs nothing in user space.  wrk sends
 "Connection: close" requests, so every request is a new connection:
 requests/second = connections/second.  Each round runs every variant once
@@ -109,9 +110,16 @@ def serve(conn):
     conn.close()
 
 if kind == "fastsock-many":
+    # batches need a non-blocking descriptor: a timeout gives one (a blocking
+    # listener would give one connection per call)
+    lst.settimeout(3600.0)
     acc = lst.accept_many
     while True:
-        for conn, addr in acc(64):
+        try:
+            batch = acc(64)
+        except TimeoutError:
+            continue
+        for conn, addr in batch:
             serve(conn)
 else:
     acc = lst.accept

@@ -414,8 +414,11 @@ def accept(int fd, int family, timeout=None):
 def accept_many(int fd, int family, int max, timeout=None):
     """Accept up to ``max`` queued connections: a list of ``(descriptor,
     address)``.  Waits for the first as ``accept`` does (and raises as it
-    does); the rest are taken while the queue has them, with the GIL released
-    once per batch.  An error after the first connection ends the batch without
+    does).  On a non-blocking descriptor the rest are taken while the queue
+    has them, with the GIL released once per batch; a blocking descriptor
+    gives one connection per call (a poll(2) before a blocking accept4 does
+    not stop it waiting if another thread or process takes the connection in
+    between).  An error after the first connection ends the batch without
     raising; a lasting one (e.g. EMFILE) is raised by the next call.
     Corresponds to accept4(2).  Availability: POSIX.
     """
@@ -426,7 +429,7 @@ def accept_many(int fd, int family, int max, timeout=None):
     cdef int fds[_BATCH]
     cdef int n, got, i, err = 0
     cdef int left = max
-    cdef bint nonblocking = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0
+    cdef bint batching = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0
     result = []
     fds[0] = _accept_one(fd, _timeout_value(timeout), &ss[0], &lens[0])
     got = n = 1
@@ -436,12 +439,12 @@ def accept_many(int fd, int family, int max, timeout=None):
                 result.append((fds[i], _decode(<sockaddr *>&ss[i], lens[i], family)))
                 fds[i] = -1
             left -= got
-            if left <= 0 or got < n:
-                break       # done, or the queue ran dry
+            if left <= 0 or got < n or not batching:
+                break       # done, the queue ran dry, or a blocking descriptor
             n = left if left < _BATCH else _BATCH
             got = 0
             with nogil:
-                got = _accept_batch(fd, not nonblocking, not nonblocking, n, fds, ss, lens, &err)
+                got = _accept_batch(fd, n, fds, ss, lens, &err)
     except BaseException:
         for i in range(got):
             if fds[i] >= 0:
@@ -452,21 +455,13 @@ def accept_many(int fd, int family, int max, timeout=None):
     return result
 
 
-cdef int _accept_batch(int lfd, bint poll_first, bint poll_rest, int n, int *fds,
-                       sockaddr_storage *ss, socklen_t *lens, int *err) noexcept nogil:
-    """Up to ``n`` accept4(2) calls in a row (the caller released the GIL);
-    stops at the first failure, its errno in ``err``.  ``poll_*``: ask poll(2)
-    first, so that a blocking listener never blocks (the first / the rest)."""
+cdef int _accept_batch(int lfd, int n, int *fds, sockaddr_storage *ss, socklen_t *lens,
+                       int *err) noexcept nogil:
+    """Up to ``n`` accept4(2) calls in a row on a non-blocking listener (the
+    caller released the GIL); stops at the first failure, its errno in
+    ``err``."""
     cdef int got = 0, nfd
-    cdef pollfd p
     while got < n:
-        if poll_rest if got else poll_first:
-            p.fd = lfd
-            p.events = POLLIN
-            p.revents = 0
-            if poll(&p, 1, 0) <= 0:
-                err[0] = EAGAIN
-                break
         lens[got] = sizeof(sockaddr_storage)
         nfd = fs_accept_cloexec(lfd, <sockaddr *>&ss[got], &lens[got])
         if nfd < 0:

@@ -204,9 +204,13 @@ class SocketMethods:
         """Accept up to ``max`` queued connections in one call.
 
         Waits for the first one as ``accept()`` would (and raises as it
-        does), then takes what the queue holds without waiting, stopping at
-        EAGAIN without raising.  Corresponds to accept4(2) in a loop with the
-        GIL released once per batch.  Availability: POSIX.
+        does).  If the socket is non-blocking or has a timeout, it then takes
+        what the queue holds without waiting, stopping at EAGAIN without
+        raising; a blocking socket (no timeout) gives one connection per call,
+        because a blocking accept4 cannot be kept from waiting when another
+        thread or process takes a connection it was about to get.
+        Corresponds to accept4(2) in a loop with the GIL released once per
+        batch.  Availability: POSIX.
         """
         cdef _Listener L
         cdef int n = max

@@ -444,10 +444,11 @@ def accept_many_sockets(sock, cls, int max, tuple slots=()):
     """Accept up to ``max`` queued connections on the listening socket object
     ``sock``: a list of ``(cls object, address)``, each built as
     ``accept_socket`` builds it.  Waits for the first as ``accept_socket``
-    does (and raises as it does); the rest are taken while the queue has
-    them, with the GIL released once per batch of up to 64 (a blocking
-    listener asks poll(2) before each further accept4, so it never blocks).
-    An error after the first connection ends the call without raising; a
+    does (and raises as it does).  On a listener whose descriptor is
+    non-blocking (a timeout makes it so) the rest are taken while the queue
+    has them, with the GIL released once per batch of up to 64; a blocking
+    listener gives one connection per call (see _accept_many_into).  An
+    error after the first connection ends the call without raising; a
     lasting one (e.g. EMFILE) is raised by the next call.  If building an
     object fails, every connection of the call is closed before the error
     propagates.  Corresponds to accept4(2).  Availability: POSIX.
@@ -463,21 +464,24 @@ cdef list _accept_many_into(object cls, int max, tuple slots, const _Listener *L
     cdef sockaddr_storage ss[_BATCH]
     cdef socklen_t lens[_BATCH]
     cdef int fds[_BATCH]
-    cdef int n, got, i, nfd, plan, err = 0
+    cdef int n = 1, got = 0, i, nfd, plan, err = 0
     cdef int left = max
-    cdef bint poll_rest
-    # no timeout: a blocking descriptor; otherwise ask the kernel
-    poll_rest = L.timeout < 0 or (fcntl(L.fd, F_GETFL) & O_NONBLOCK) == 0
-    n = left if left < _BATCH else _BATCH
-    with nogil:
-        got = _accept_batch(L.fd, poll_rest and L.timeout >= 0, poll_rest, n, fds, ss, lens,
-                            &err)
-    if got == 0:
-        # the queue was empty (or an error): wait and raise as accept does
-        if err == EINTR:
+    # More than one connection only through accept4 calls that cannot wait: on
+    # a non-blocking descriptor.  On a blocking one, poll(2) first would not be
+    # enough: another thread or process sharing the listener can take the
+    # connection between poll and accept4, which then waits for the next
+    # connection while this call holds the ones it took (accept(2), NOTES).
+    cdef bint batching = L.timeout >= 0 and (fcntl(L.fd, F_GETFL) & O_NONBLOCK) != 0
+    if batching:
+        n = left if left < _BATCH else _BATCH
+        with nogil:
+            got = _accept_batch(L.fd, n, fds, ss, lens, &err)
+        if got == 0 and err == EINTR:
             PyErr_CheckSignals()
-        elif err != EAGAIN and err != EWOULDBLOCK:
+        elif got == 0 and err != EAGAIN and err != EWOULDBLOCK:
             _fail(err, "accept", L.fd)
+    if got == 0:
+        # the queue was empty, or a blocking listener: wait and raise as accept does
         fds[0] = _accept_one(L.fd, L.timeout, &ss[0], &lens[0])
         got = n = 1
     # each batch fills a list made to its size (no appends); the first one is
@@ -509,12 +513,12 @@ cdef list _accept_many_into(object cls, int max, tuple slots, const _Listener *L
                 result.extend(chunk)
             chunk = None
             left -= got
-            if left <= 0 or got < n:
-                break       # done, or the queue ran dry
+            if left <= 0 or got < n or not batching:
+                break       # done, the queue ran dry, or a blocking listener
             n = left if left < _BATCH else _BATCH
             got = 0
             with nogil:
-                got = _accept_batch(L.fd, poll_rest, poll_rest, n, fds, ss, lens, &err)
+                got = _accept_batch(L.fd, n, fds, ss, lens, &err)
     except BaseException:
         for i in range(got):
             if fds[i] >= 0:

@@ -8,7 +8,6 @@ still raise typed errors.
 """
 
 import os
-import select
 import socket as _std
 import sys
 
@@ -123,15 +122,16 @@ class socket(_std.socket):
         return sock, addr
 
     def _accept_many_stdlib(self, max: int) -> "list[tuple[socket, Any]]":
-        """accept_many() for families the core does not decode."""
+        """accept_many() for families the core does not decode: more than one
+        connection only on a non-blocking socket (timeout 0), where accept
+        cannot wait; with a timeout, the stdlib's accept would wait for each."""
         out = [self._accept_stdlib()]
-        ready = select.poll()
-        ready.register(self, select.POLLIN)
-        try:
-            while len(out) < max and ready.poll(0):
-                out.append(self._accept_stdlib())
-        except OSError:
-            pass            # ends the batch; a lasting error comes back next call
+        if self.gettimeout() == 0.0:
+            try:
+                while len(out) < max:
+                    out.append(self._accept_stdlib())
+            except OSError:
+                pass        # EAGAIN ends the batch; a lasting error comes back next call
         return out
 
     # -- connect ---------------------------------------------------------

@@ -333,6 +333,7 @@ def test_linux_backlog_b_holds_b_plus_one(tcp, backlog):
             time.sleep(0.01)
         time.sleep(0.2)  # give the kernel the chance to over-fill, which it must not
         assert _core.accept_queue(lfd) == (backlog + 1, backlog)
+        os.set_blocking(lfd, False)             # so that accept_many takes them all
         got = _core.accept_many(lfd, S.AF_INET, 100, 0.0)
         for fd, _ in got:
             os.close(fd)
@@ -458,8 +459,11 @@ def test_accept_many_drains_queue_and_stops_at_eagain(tcp):
     clients = [S.create_connection(("127.0.0.1", port)) for _ in range(10)]
     try:
         time.sleep(0.05)
-        got = _core.accept_many(lfd, S.AF_INET, 4)           # blocking listener
-        assert len(got) == 4
+        got = _core.accept_many(lfd, S.AF_INET, 4)           # blocking: one per call
+        assert len(got) == 1
+        os.set_blocking(lfd, False)
+        got += _core.accept_many(lfd, S.AF_INET, 4)          # non-blocking: batches
+        assert len(got) == 5
         got += _core.accept_many(lfd, S.AF_INET, 100)        # the rest, no wait
         assert len(got) == 10
         assert sorted(a for _, a in got) == sorted(c.getsockname() for c in clients)
@@ -468,7 +472,6 @@ def test_accept_many_drains_queue_and_stops_at_eagain(tcp):
             os.close(fd)
         with pytest.raises(ValueError):
             _core.accept_many(lfd, S.AF_INET, 0)
-        os.set_blocking(lfd, False)
         with pytest.raises(BlockingIOError):
             _core.accept_many(lfd, S.AF_INET, 5, 0.0)
     finally:

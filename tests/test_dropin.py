@@ -941,6 +941,32 @@ def test_difference_not_tracked_by_the_cycle_collector():
                 s.close()
 
 
+@pytest.mark.parametrize("timeout,expect", [(None, 1), (5.0, 5), (0.0, 5)])
+def test_accept_many_batches_only_where_accept_cannot_wait(timeout, expect):
+    """A blocking listener gives one connection per accept_many() call: a
+    blocking accept4 for a second one would wait for the next connection if
+    another acceptor took the queued one first.  With a timeout or
+    non-blocking (a non-blocking descriptor either way) it takes the queue."""
+    with _listener(fastsock, backlog=16) as lst:
+        lst.settimeout(timeout)
+        clients = [socket.create_connection(lst.getsockname()) for _ in range(5)]
+        got = []
+        try:
+            deadline = time.monotonic() + 5
+            while lst.accept_queue().pending < 5 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            got = lst.accept_many(8)
+            assert len(got) == expect
+            assert lst.accept_queue().pending == 5 - expect  # the rest still queued
+            assert [a for _, a in got] == [c.getsockname() for c in clients[:expect]]
+            assert all(conn.gettimeout() is None for conn, _ in got)
+        finally:
+            for conn, _ in got:
+                conn.close()
+            for c in clients:
+                c.close()
+
+
 def test_accept_many_across_batches_in_queue_order():
     """accept_many(max) with more connections queued than one GIL-released
     batch takes (64): every connection once, in the kernel's queue order,

@@ -143,6 +143,72 @@ def test_threads_accept_each_connection_exactly_once(timeout):
 
 
 @linux_only
+def test_accept_many_never_waits_holding_connections_on_a_shared_listener():
+    """One thread in accept_many(), one in accept(), on one blocking listener;
+    bursts of BURST connections, each burst to be taken before the next.  If
+    accept_many() took one connection and then waited in a blocking accept4
+    for one that the other thread got first, the connection it holds would
+    sit unserved until the next connection arrives: here the burst would not
+    complete, and a rescue connection is sent to unstick it.  (A poll(2)
+    before each further accept4 did that in about 1 burst in 20 here.)"""
+    bursts, burst = 300, 3
+    lst = fastsock.listen(("127.0.0.1", 0), 64)
+    addr = lst.getsockname()
+    taken: list[int] = []
+    sizes: list[int] = []
+    ended: dict[str, BaseException] = {}
+    cv = threading.Condition()
+
+    def acceptor(who, take):
+        try:
+            while True:
+                pairs = take()
+                with cv:
+                    sizes.extend([len(pairs)] if who == "accept_many" else [])
+                    taken.append(len(pairs))
+                    cv.notify_all()
+                for conn, _ in pairs:
+                    conn.close()
+        except BaseException as exc:     # the way out: shutdown() below
+            ended[who] = exc
+
+    def count():
+        return sum(taken)
+
+    workers = [threading.Thread(target=acceptor, args=args, daemon=True) for args in (
+        ("accept_many", lambda: lst.accept_many(64)), ("accept", lambda: [lst.accept()]))]
+    for w in workers:
+        w.start()
+    stalls = 0
+    try:
+        for _ in range(bursts):
+            with cv:
+                base = count()
+            clients = [S.create_connection(addr) for _ in range(burst)]
+            with cv:
+                done = cv.wait_for(lambda: count() >= base + burst, timeout=2.0)
+            if not done:
+                stalls += 1
+                clients.append(S.create_connection(addr))     # the rescue
+                with cv:
+                    cv.wait_for(lambda: count() >= base + burst + 1, timeout=5.0)
+            for c in clients:
+                c.close()
+            if stalls:
+                break
+        lst.shutdown(S.SHUT_RD)          # wakes both acceptors
+        for w in workers:
+            w.join(10)
+        assert not [w.name for w in workers if w.is_alive()]
+    finally:
+        lst.close()
+    assert stalls == 0, "accept_many() waited while holding a connection"
+    assert set(sizes) == {1}, "a blocking listener gives one connection per call"
+    assert sizes and len(sizes) < count()                 # both threads took some
+    assert all(isinstance(e, E.InvalidArgumentError) for e in ended.values()), ended
+
+
+@linux_only
 @pytest.mark.parametrize("how", [S.SHUT_RD, S.SHUT_RDWR])
 @pytest.mark.parametrize("mode", ["blocking", "timeout", "accept_many", "core"])
 def test_shutdown_from_another_thread_wakes_blocked_acceptor(mode, how):

@@ -213,11 +213,11 @@ hammer("socket() unix dgram", lambda: fastsock.socket(S.AF_UNIX, S.SOCK_DGRAM))
 hammer("socket() nonblocking", lambda: fastsock.socket(S.AF_INET, S.SOCK_STREAM | S.SOCK_NONBLOCK))
 hammer("accept()", with_clients(1, listener.accept), n=300)
 hammer("accept_many()", with_clients(1, lambda: listener.accept_many(8)))
+listener.settimeout(5.0)        # a non-blocking descriptor: accept_many takes batches
 hammer("accept_many() failing midway", with_clients(5, lambda: drain(5)), every=3)
 # one call takes 100 in two batches (64 + 36); the 80th object fails
 hammer("accept_many() failing in its second batch", with_clients(100, lambda: drain(100)),
        every=80, n=20)
-listener.settimeout(5.0)
 hammer("accept() with a timeout", with_clients(1, listener.accept))
 S.setdefaulttimeout(2.0)        # the objects are then built by the stdlib constructor
 hammer("socket() with a default timeout", lambda: fastsock.socket())
@@ -403,6 +403,7 @@ def test_accept_many_failure_midway_closes_the_whole_batch(env):
             for c in clients:
                 c.close()
 
+    env.listener.settimeout(5.0)    # a non-blocking descriptor: one call takes all 5
     hammer(call, Injected, n=N)
     env.listener.setblocking(False)
     with contextlib.suppress(BlockingIOError):   # nothing left half-taken
