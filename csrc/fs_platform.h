@@ -114,6 +114,121 @@
 #define FS_HAVE_SO_LISTENQLIMIT 0
 #endif
 
+/* ---- io_uring (Linux): a batch of accepts that cannot wait ---------------
+   The subset of the io_uring ABI (include/uapi/linux/io_uring.h, stable since
+   Linux 5.1) that fs_uring.c uses, declared here so that builds on old kernel
+   headers (the manylinux images') have it too; where the system header
+   exists, the sizes, offsets and values are checked against it at compile
+   time.  System call numbers: <sys/syscall.h>, else x86_64's and aarch64's.  The kernel
+   decides at run time: IORING_REGISTER_RING_FDS needs Linux 5.18,
+   IORING_ACCEPT_DONTWAIT 6.10 (older kernels answer EINVAL). */
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+#if defined(__linux__) && defined(SYS_io_uring_setup) && defined(SYS_io_uring_register)
+#define FS_NR_io_uring_setup SYS_io_uring_setup
+#define FS_NR_io_uring_enter SYS_io_uring_enter
+#define FS_NR_io_uring_register SYS_io_uring_register
+#elif defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
+#define FS_NR_io_uring_setup 425        /* the same on both since Linux 5.1 */
+#define FS_NR_io_uring_enter 426
+#define FS_NR_io_uring_register 427
+#endif
+#if defined(FS_NR_io_uring_setup)
+#define FS_HAVE_IO_URING 1
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#define FS_IORING_OFF_SQ_RING 0ULL
+#define FS_IORING_OFF_CQ_RING 0x8000000ULL
+#define FS_IORING_OFF_SQES 0x10000000ULL
+#define FS_IORING_OP_ACCEPT 13
+#define FS_IORING_ACCEPT_DONTWAIT (1U << 1)
+#define FS_IORING_ENTER_GETEVENTS (1U << 0)
+#define FS_IORING_ENTER_REGISTERED_RING (1U << 4)
+#define FS_IORING_REGISTER_RING_FDS 20
+#define FS_IORING_FEAT_SINGLE_MMAP (1U << 0)
+#define FS_IORING_SETUP_SINGLE_ISSUER (1U << 12)
+struct fs_io_sqring_offsets {
+    uint32_t head, tail, ring_mask, ring_entries, flags, dropped, array, resv1;
+    uint64_t user_addr;
+};
+struct fs_io_cqring_offsets {
+    uint32_t head, tail, ring_mask, ring_entries, overflow, cqes, flags, resv1;
+    uint64_t user_addr;
+};
+struct fs_io_uring_params {
+    uint32_t sq_entries, cq_entries, flags, sq_thread_cpu, sq_thread_idle, features, wq_fd;
+    uint32_t resv[3];
+    struct fs_io_sqring_offsets sq_off;
+    struct fs_io_cqring_offsets cq_off;
+};
+struct fs_io_uring_sqe {
+    uint8_t opcode, flags;
+    uint16_t ioprio;
+    int32_t fd;
+    uint64_t addr2;         /* accept: the socklen_t * */
+    uint64_t addr;          /* accept: the sockaddr * */
+    uint32_t len;
+    uint32_t accept_flags;
+    uint64_t user_data;
+    uint16_t buf_index, personality;
+    uint32_t file_index;
+    uint64_t addr3, pad;
+};
+struct fs_io_uring_cqe {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+};
+struct fs_io_uring_rsrc_update {
+    uint32_t offset, resv;
+    uint64_t data;
+};
+#if defined(__has_include)
+#if __has_include(<linux/io_uring.h>)
+#include <linux/io_uring.h>
+#define FS_ABI_SAME(ours, theirs, field) \
+    _Static_assert(offsetof(struct ours, field) == offsetof(struct theirs, field), \
+                   #theirs "." #field)
+_Static_assert(sizeof(struct fs_io_uring_sqe) == sizeof(struct io_uring_sqe), "sqe size");
+_Static_assert(sizeof(struct fs_io_uring_cqe) == sizeof(struct io_uring_cqe), "cqe size");
+_Static_assert(sizeof(struct fs_io_uring_params) == sizeof(struct io_uring_params), "params");
+FS_ABI_SAME(fs_io_uring_sqe, io_uring_sqe, ioprio);
+FS_ABI_SAME(fs_io_uring_sqe, io_uring_sqe, fd);
+FS_ABI_SAME(fs_io_uring_sqe, io_uring_sqe, addr2);
+FS_ABI_SAME(fs_io_uring_sqe, io_uring_sqe, addr);
+FS_ABI_SAME(fs_io_uring_sqe, io_uring_sqe, accept_flags);
+FS_ABI_SAME(fs_io_uring_sqe, io_uring_sqe, user_data);
+FS_ABI_SAME(fs_io_uring_cqe, io_uring_cqe, res);
+FS_ABI_SAME(fs_io_uring_params, io_uring_params, features);
+FS_ABI_SAME(fs_io_uring_params, io_uring_params, sq_off.tail);
+FS_ABI_SAME(fs_io_uring_params, io_uring_params, sq_off.array);
+FS_ABI_SAME(fs_io_uring_params, io_uring_params, cq_off.cqes);
+FS_ABI_SAME(fs_io_uring_params, io_uring_params, cq_off.ring_mask);
+_Static_assert(FS_IORING_OP_ACCEPT == IORING_OP_ACCEPT, "IORING_OP_ACCEPT");
+_Static_assert(FS_IORING_OFF_SQES == IORING_OFF_SQES, "IORING_OFF_SQES");
+_Static_assert(FS_IORING_OFF_CQ_RING == IORING_OFF_CQ_RING, "IORING_OFF_CQ_RING");
+_Static_assert(FS_IORING_FEAT_SINGLE_MMAP == IORING_FEAT_SINGLE_MMAP, "SINGLE_MMAP");
+#if defined(IORING_ENTER_REGISTERED_RING)
+_Static_assert(FS_IORING_ENTER_REGISTERED_RING == IORING_ENTER_REGISTERED_RING, "REG_RING");
+_Static_assert(FS_IORING_REGISTER_RING_FDS == IORING_REGISTER_RING_FDS, "RING_FDS");
+_Static_assert(sizeof(struct fs_io_uring_rsrc_update) == sizeof(struct io_uring_rsrc_update),
+               "rsrc_update");
+#endif
+#if defined(IORING_SETUP_SINGLE_ISSUER)
+_Static_assert(FS_IORING_SETUP_SINGLE_ISSUER == IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
+#endif
+#if defined(IORING_ACCEPT_DONTWAIT)
+_Static_assert(FS_IORING_ACCEPT_DONTWAIT == IORING_ACCEPT_DONTWAIT, "ACCEPT_DONTWAIT");
+#endif
+#undef FS_ABI_SAME
+#endif
+#endif
+#else
+#define FS_HAVE_IO_URING 0
+#endif
+
 /* ---- AF_UNIX ------------------------------------------------------------ */
 #if defined(__linux__)
 #define FS_HAVE_ABSTRACT_UNIX 1

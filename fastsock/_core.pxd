@@ -123,6 +123,12 @@ cdef extern from "fs_sys.h" nogil:
     long long fs_somaxconn(const char **source)
     int fs_running_rules()
 
+cdef extern from "fs_uring.h" nogil:
+    int fs_uring_accept(int lfd, int n, int *fds, sockaddr_storage *ss, socklen_t *lens,
+                        int *err)
+    int fs_uring_usable()
+    long long fs_uring_batches()
+
 cdef extern from "fs_platform.h" nogil:
     struct addrinfo:
         int ai_flags

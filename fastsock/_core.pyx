@@ -414,11 +414,10 @@ def accept(int fd, int family, timeout=None):
 def accept_many(int fd, int family, int max, timeout=None):
     """Accept up to ``max`` queued connections: a list of ``(descriptor,
     address)``.  Waits for the first as ``accept`` does (and raises as it
-    does).  On a non-blocking descriptor the rest are taken while the queue
-    has them, with the GIL released once per batch; a blocking descriptor
-    gives one connection per call (a poll(2) before a blocking accept4 does
-    not stop it waiting if another thread or process takes the connection in
-    between).  An error after the first connection ends the batch without
+    does); the rest are taken while the queue has them, with the GIL released
+    once per batch, by accepts that cannot wait (see _accept_rest: on a
+    blocking descriptor without io_uring, one connection per call).  An error
+    after the first connection ends the batch without
     raising; a lasting one (e.g. EMFILE) is raised by the next call.
     Corresponds to accept4(2).  Availability: POSIX.
     """
@@ -430,6 +429,7 @@ def accept_many(int fd, int family, int max, timeout=None):
     cdef int n, got, i, err = 0
     cdef int left = max
     cdef bint batching = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0
+    cdef bint uring = family != AF_UNIX
     result = []
     fds[0] = _accept_one(fd, _timeout_value(timeout), &ss[0], &lens[0])
     got = n = 1
@@ -439,12 +439,15 @@ def accept_many(int fd, int family, int max, timeout=None):
                 result.append((fds[i], _decode(<sockaddr *>&ss[i], lens[i], family)))
                 fds[i] = -1
             left -= got
-            if left <= 0 or got < n or not batching:
-                break       # done, the queue ran dry, or a blocking descriptor
+            if left <= 0 or got < n:
+                break       # done, or the queue ran dry
             n = left if left < _BATCH else _BATCH
             got = 0
             with nogil:
-                got = _accept_batch(fd, n, fds, ss, lens, &err)
+                got = _accept_rest(fd, batching, &uring, n, fds, ss, lens, &err)
+            if got < 0:
+                got = 0
+                break       # a blocking descriptor without io_uring: one per call
     except BaseException:
         for i in range(got):
             if fds[i] >= 0:
@@ -453,6 +456,51 @@ def accept_many(int fd, int family, int max, timeout=None):
             close(item[0])
         raise
     return result
+
+
+cdef int _accept_rest(int lfd, bint nonblocking, bint *uring, int n, int *fds,
+                      sockaddr_storage *ss, socklen_t *lens, int *err) noexcept nogil:
+    """Up to ``n`` connections of a batch (the caller released the GIL), taken
+    only by accepts that cannot wait.  On a TCP listener (``uring[0]``), io_uring's
+    accept with IORING_ACCEPT_DONTWAIT, as many as the queue holds with one
+    io_uring_enter(2) (fs_uring_accept, Linux 6.10+): it never waits whatever
+    the listener's O_NONBLOCK, and costs less than one accept4 system call
+    each.  Where it cannot be had (``uring[0]`` is cleared for the rest of the
+    call): accept4(2) calls on a non-blocking listener; on a blocking one,
+    -1, and the call gives one connection: a blocking accept4 cannot be kept
+    from waiting, and poll(2) before it would not do, since another thread or
+    process sharing the listener can take the connection in between, and
+    accept4 would then wait for the next connection while the call holds the
+    ones it took (accept(2), NOTES)."""
+    cdef int r
+    if uring[0]:
+        r = fs_uring_accept(lfd, n, fds, ss, lens, err)
+        if r >= 0:
+            return r
+        uring[0] = False
+    if nonblocking:
+        return _accept_batch(lfd, n, fds, ss, lens, err)
+    return -1
+
+
+def accept_batching():
+    """How ``accept_many`` takes the connections of a batch from a TCP
+    listener in this thread: ``"io_uring"`` (IORING_OP_ACCEPT with
+    IORING_ACCEPT_DONTWAIT, one io_uring_enter(2) per batch on the thread's
+    own ring, set up now if need be) or ``"single"`` (no io_uring here,
+    forbidden, or FASTSOCK_NO_IO_URING set: accept4(2) calls on a
+    non-blocking listener or one with a timeout, one connection per call on a
+    blocking one).  A kernel that refuses IORING_ACCEPT_DONTWAIT (before
+    Linux 6.10) is found out by the first batch, after which this says
+    ``"single"``.  AF_UNIX listeners always take the accept4(2) way.
+    Availability: io_uring on Linux 6.10+; ``"single"`` elsewhere.
+    """
+    return "io_uring" if fs_uring_usable() else "single"
+
+
+def uring_batches():
+    """Batches ``accept_many`` has taken with io_uring in this process so far."""
+    return fs_uring_batches()
 
 
 cdef int _accept_batch(int lfd, int n, int *fds, sockaddr_storage *ss, socklen_t *lens,

@@ -466,16 +466,14 @@ cdef list _accept_many_into(object cls, int max, tuple slots, const _Listener *L
     cdef int fds[_BATCH]
     cdef int n = 1, got = 0, i, nfd, plan, err = 0
     cdef int left = max
-    # More than one connection only through accept4 calls that cannot wait: on
-    # a non-blocking descriptor.  On a blocking one, poll(2) first would not be
-    # enough: another thread or process sharing the listener can take the
-    # connection between poll and accept4, which then waits for the next
-    # connection while this call holds the ones it took (accept(2), NOTES).
+    # More than one connection only through accepts that cannot wait: see
+    # _accept_rest (a blocking listener without io_uring: one per call).
     cdef bint batching = L.timeout >= 0 and (fcntl(L.fd, F_GETFL) & O_NONBLOCK) != 0
+    cdef bint uring = L.family != AF_UNIX
     if batching:
         n = left if left < _BATCH else _BATCH
         with nogil:
-            got = _accept_batch(L.fd, n, fds, ss, lens, &err)
+            got = _accept_rest(L.fd, True, &uring, n, fds, ss, lens, &err)
         if got == 0 and err == EINTR:
             PyErr_CheckSignals()
         elif got == 0 and err != EAGAIN and err != EWOULDBLOCK:
@@ -513,12 +511,15 @@ cdef list _accept_many_into(object cls, int max, tuple slots, const _Listener *L
                 result.extend(chunk)
             chunk = None
             left -= got
-            if left <= 0 or got < n or not batching:
-                break       # done, the queue ran dry, or a blocking listener
+            if left <= 0 or got < n:
+                break       # done, or the queue ran dry
             n = left if left < _BATCH else _BATCH
             got = 0
             with nogil:
-                got = _accept_batch(L.fd, n, fds, ss, lens, &err)
+                got = _accept_rest(L.fd, batching, &uring, n, fds, ss, lens, &err)
+            if got < 0:
+                got = 0
+                break       # a blocking listener without io_uring: one per call
     except BaseException:
         for i in range(got):
             if fds[i] >= 0:
