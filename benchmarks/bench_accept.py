@@ -22,9 +22,8 @@ drain the same kernel queue the same way:
   stdlib accept()           conn, addr = sock.accept(); keep(conn)
   fastsock accept()         conn, addr = sock.accept(); keep(conn)
   core accept_many(), fds   for fd, addr in _core.accept_many(fd, AF_INET, BATCH, 0.0):
-                            keep(fd) -- the same batches without socket objects:
-                            the floor of a batch call that returns (descriptor,
-                            address) pairs (reference)
+                            keep(fd) -- the same batches without socket objects
+                            (reference)
   floor: batch, no objects  for conn, addr in accept_floor.pairs(fd, BATCH, False):
                             keep(conn) (benchmarks/accept_floor.c, built here
                             as an extension): the same accept4 batches
@@ -35,10 +34,13 @@ drain the same kernel queue the same way:
                             connection: every object the result's shape
                             requires but the socket object (reference)
   fastsock accept_many()    for conn, addr in sock.accept_many(BATCH): keep(conn)
-                            until K are taken, on a non-blocking listener, which
-                            is how batch accepting is used (--timeout-many adds
-                            a listener with a timeout, the other way to batches:
-                            a blocking listener gives one connection per call)
+                            until K are taken, on a non-blocking listener
+                            (--blocking-many adds a blocking one).  Where the
+                            kernel has io_uring's accept that cannot wait
+                            (Linux 6.10+), each batch is one io_uring_enter(2)
+                            (the header's "batches" says which); the accept4
+                            loop of the C baseline and of the floor rows makes
+                            one system call per connection
 
 The process and the C baseline it starts run pinned to one CPU (--cpu), the
 same for every variant: no migrations, a narrower spread between rounds.
@@ -69,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=1000, help="connections per drain")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--batch", type=int, default=64, help="accept_many() max")
-    ap.add_argument("--timeout-many", action="store_true",
-                    help="also time accept_many() on a listener with a timeout")
+    ap.add_argument("--blocking-many", action="store_true",
+                    help="also time accept_many() on a blocking listener")
     ap.add_argument("--no-c", action="store_true", help="skip the C rows")
     ap.add_argument("--cpu", default="last",
                     help='run every variant on this CPU: a number, "last" (default) or "none"')
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     fs_nb = fastsock.socket(std.family, std.type, std.proto, fileno=os.dup(std.fileno()))
     C.header("accept: drain a pre-filled loopback accept queue (accept and keep; "
              "close after the clock stops)", K=k, rounds=args.rounds, batch=batch,
-             build=fastsock._core.accept_build(), cpu=placement)
+             build=fastsock._core.accept_build(), batches=fastsock._core.accept_batching(),
+             cpu=placement)
 
     variants = {}
     tmp = C.tempdir()
@@ -195,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         variants["floor: batch, no objects"] = lambda: floor(fl.pairs, fl.close_all, False)
         variants["floor + pair, address"] = lambda: floor(fl.pairs, fl.close_all, True)
     variants["fastsock accept_many()"] = lambda: many(fs_nb, 0.0)
-    if args.timeout_many:
-        variants["fastsock accept_many(), timeout"] = lambda: many(fs, 30.0)
+    if args.blocking_many:
+        variants["fastsock accept_many(), blocking listener"] = lambda: many(fs, None)
 
     try:
         res = C.interleave(args.rounds, variants)

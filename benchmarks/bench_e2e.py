@@ -15,8 +15,9 @@ The server (a separate process, one thread, blocking sockets) runs
 on a stdlib socket ("stdlib accept()") or, with the same code and only the
 module swapped, on a fastsock socket ("fastsock accept()": the like-for-like
 comparison).  "fastsock accept_many()" serves every connection of
-``listener.accept_many(64)`` the same way (the listener given a timeout, so
-that it batches): a fastsock-only feature, not like-for-like.  "C reference"
+``listener.accept_many(64)`` the same way: a fastsock-only feature, not
+like-for-like (without io_uring's accept that cannot wait, a blocking
+listener gives it one connection per call).  "C reference"
 (benchmarks/e2e_server.c, built when a C compiler is present; --no-c skips
 it) is the same loop in C: what the setup
 gives a server whose accept loop costs nothing in user space.  wrk sends
@@ -110,16 +111,9 @@ def serve(conn):
     conn.close()
 
 if kind == "fastsock-many":
-    # batches need a non-blocking descriptor: a timeout gives one (a blocking
-    # listener would give one connection per call)
-    lst.settimeout(3600.0)
     acc = lst.accept_many
     while True:
-        try:
-            batch = acc(64)
-        except TimeoutError:
-            continue
-        for conn, addr in batch:
+        for conn, addr in acc(64):
             serve(conn)
 else:
     acc = lst.accept

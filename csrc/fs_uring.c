@@ -160,11 +160,12 @@ static struct fs_ring *ring_get(void) {
     }
     if (r->state == RING_UNTRIED && ring_setup(r) < 0) {
         int e = errno;
-        if (e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN || e == EBUSY)
-            return NULL;                /* may work later (or in another thread) */
-        /* ENOSYS, EPERM (seccomp, kernel.io_uring_disabled), EINVAL (no
-           registered rings before Linux 5.18): never in this process */
-        FS_ATOMIC_STORE(&process_never, 1);
+        if (e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN)
+            return NULL;                /* may work later: try again next batch */
+        if (e != EBUSY)                 /* EBUSY: this thread's ring slots are all taken */
+            /* ENOSYS, EPERM (seccomp, kernel.io_uring_disabled), EINVAL (no
+               registered rings before Linux 5.18): never in this process */
+            FS_ATOMIC_STORE(&process_never, 1);
         r->state = RING_NEVER;
         return NULL;
     }

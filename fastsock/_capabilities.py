@@ -158,6 +158,30 @@ class _Live:
         return self._type_flag(_core.HAVE_SOCK_NONBLOCK, "SOCK_NONBLOCK")
 
     @cached_property
+    def io_uring_accept(self) -> bool:
+        """Two queued loopback connections taken by one accept_many() call on
+        a blocking listener: the second only through io_uring's accept that
+        cannot wait (a kernel without it answers EINVAL, found here)."""
+        if _core.accept_batching() != "io_uring":
+            return False
+        clients = []
+        got: list = []
+        try:
+            with socket.socket() as lst:
+                _listening_loopback(lst, 4)
+                clients = [socket.create_connection(lst.getsockname(), timeout=1)
+                           for _ in range(2)]
+                got = _core.accept_many(lst.fileno(), socket.AF_INET, 2)
+        except OSError:
+            return False
+        finally:
+            for fd, _ in got:
+                os.close(fd)
+            for c in clients:
+                c.close()
+        return len(got) == 2
+
+    @cached_property
     def _readback(self) -> tuple[int | None, tuple[int, int] | None]:
         """(effective backlog, accept queue) read back from a listen(7) probe."""
         try:
@@ -366,6 +390,14 @@ class Capabilities:
     sock_nonblock: bool = dataclasses.field(metadata=_m(
         "descriptors", "SOCK_NONBLOCK",
         "socket(2) accepts SOCK_NONBLOCK (probed)."))
+    io_uring_accept: bool = dataclasses.field(metadata=_m(
+        "descriptors", "io_uring accept batches",
+        "accept_many() takes its batches with io_uring's accept that cannot wait "
+        "(IORING_ACCEPT_DONTWAIT, one io_uring_enter(2) per batch; probed): blocking "
+        "listeners batch too, and any TCP listener makes fewer system calls. "
+        "Without it, a blocking listener gives one connection per accept_many() call. "
+        "FASTSOCK_NO_IO_URING=1 turns it off. Availability: Linux 6.10+, io_uring "
+        "allowed (kernel.io_uring_disabled, seccomp)."))
 
     reuse_port: bool = dataclasses.field(metadata=_m(
         "options", "SO_REUSEPORT",

@@ -444,14 +444,14 @@ def accept_many_sockets(sock, cls, int max, tuple slots=()):
     """Accept up to ``max`` queued connections on the listening socket object
     ``sock``: a list of ``(cls object, address)``, each built as
     ``accept_socket`` builds it.  Waits for the first as ``accept_socket``
-    does (and raises as it does).  On a listener whose descriptor is
-    non-blocking (a timeout makes it so) the rest are taken while the queue
-    has them, with the GIL released once per batch of up to 64; a blocking
-    listener gives one connection per call (see _accept_many_into).  An
-    error after the first connection ends the call without raising; a
-    lasting one (e.g. EMFILE) is raised by the next call.  If building an
-    object fails, every connection of the call is closed before the error
-    propagates.  Corresponds to accept4(2).  Availability: POSIX.
+    does (and raises as it does); the rest are taken while the queue has
+    them, with the GIL released once per batch of up to 64, only by accepts
+    that cannot wait (see _accept_rest: a blocking listener without io_uring
+    gives one connection per call).  An error after the first connection
+    ends the call without raising; a lasting one (e.g. EMFILE) is raised by
+    the next call.  If building an object fails, every connection of the
+    call is closed before the error propagates.  Corresponds to accept4(2)
+    and io_uring's IORING_OP_ACCEPT.  Availability: POSIX.
     """
     cdef _Listener L
     if max < 1:

@@ -37,11 +37,11 @@ def run(script: str, *args: str, timeout: float = 240) -> str:
 
 
 def test_bench_accept():
-    args = ["--k", "30", "--rounds", "1", "--batch", "8", "--timeout-many"]
+    args = ["--k", "30", "--rounds", "1", "--batch", "8", "--blocking-many"]
     out = run("bench_accept.py", *args, *([] if HAVE_CC else ["--no-c"]))
     for name in ("stdlib _accept()", "stdlib accept()", "fastsock accept()",
                  "core accept_many(), fds", "fastsock accept_many()",
-                 "fastsock accept_many(), timeout"):
+                 "fastsock accept_many(), blocking listener"):
         assert f"\n{name} " in out, out
     assert "ratio fastsock accept() / stdlib accept():" in out, out
     if HAVE_CC:

@@ -147,6 +147,7 @@ def test_platform_facts(caps):
     assert caps.accept4 is bool(_core.HAVE_ACCEPT4)
     assert caps.sock_cloexec is bool(_core.HAVE_SOCK_CLOEXEC)
     assert caps.sock_nonblock is bool(_core.HAVE_SOCK_NONBLOCK)
+    assert caps.io_uring_accept is (_core.accept_batching() == "io_uring")
 
 
 @pytest.mark.parametrize("flag", ["SOCK_CLOEXEC", "SOCK_NONBLOCK"])
