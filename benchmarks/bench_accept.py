@@ -41,6 +41,10 @@ drain the same kernel queue the same way:
                             (the header's "batches" says which); the accept4
                             loop of the C baseline and of the floor rows makes
                             one system call per connection
+  fastsock accept_many(), accept4 batches
+                            the same with io_uring turned off for the thread
+                            (_core.thread_uring(False)): the A/B of the two
+                            ways, same run (only where batches=io_uring)
 
 The process and the C baseline it starts run pinned to one CPU (--cpu), the
 same for every variant: no migrations, a narrower spread between rounds.
@@ -181,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     def many(listener: fastsock.socket, timeout: float | None) -> float:
         return batched(listener, timeout, partial(listener.accept_many, batch), close_sockets)
 
+    def without_uring(drain) -> float:
+        fastsock._core.thread_uring(False)
+        try:
+            return drain()
+        finally:
+            fastsock._core.thread_uring(True)
+
     def core_many() -> float:
         call = partial(fastsock._core.accept_many, fs_nb.fileno(), std.family, batch, 0.0)
         return batched(fs_nb, 0.0, call, close_fds)
@@ -198,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         variants["floor: batch, no objects"] = lambda: floor(fl.pairs, fl.close_all, False)
         variants["floor + pair, address"] = lambda: floor(fl.pairs, fl.close_all, True)
     variants["fastsock accept_many()"] = lambda: many(fs_nb, 0.0)
+    if fastsock._core.accept_batching() == "io_uring":
+        variants["fastsock accept_many(), accept4 batches"] = lambda: without_uring(
+            partial(many, fs_nb, 0.0))
     if args.blocking_many:
         variants["fastsock accept_many(), blocking listener"] = lambda: many(fs, None)
 

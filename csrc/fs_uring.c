@@ -40,6 +40,7 @@ struct fs_ring {
 };
 
 static __thread struct fs_ring R;
+static __thread int thread_off = 0;     /* fs_uring_thread_enable(0) */
 static int process_never = 0;           /* atomic: never in this process */
 static unsigned fork_gen = 0;           /* atomic: one more in each fork() child */
 static long long batches = 0;           /* atomic */
@@ -248,7 +249,7 @@ int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, sockl
     struct fs_ring *r;
     if (n > FS_URING_BATCH)
         n = FS_URING_BATCH;
-    if (n < 1 || FS_ATOMIC_LOAD(&process_never))
+    if (n < 1 || thread_off || FS_ATOMIC_LOAD(&process_never))
         return -1;
     asked = n;
     /* as many requests as the queue holds: none fails for want of a connection
@@ -306,6 +307,8 @@ int fs_uring_usable(void) {
     return ring_get() != NULL;
 }
 
+void fs_uring_thread_enable(int enabled) { thread_off = !enabled; }
+
 long long fs_uring_batches(void) { return FS_ATOMIC_LOAD(&batches); }
 
 #else /* no io_uring on this platform */
@@ -317,6 +320,8 @@ int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, sockl
 }
 
 int fs_uring_usable(void) { return 0; }
+
+void fs_uring_thread_enable(int enabled) { (void)enabled; }
 
 long long fs_uring_batches(void) { return 0; }
 

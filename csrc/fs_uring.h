@@ -29,6 +29,11 @@ int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, sockl
    IORING_ACCEPT_DONTWAIT is only found out by the first batch. */
 int fs_uring_usable(void);
 
+/* For the calling thread only: enabled 0 makes fs_uring_accept decline
+   (return -1), 1 lets it serve again.  For side-by-side measurements and
+   tests of the other way. */
+void fs_uring_thread_enable(int enabled);
+
 /* Batches fs_uring_accept has served in this process, all threads. */
 long long fs_uring_batches(void);
 

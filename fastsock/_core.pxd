@@ -127,6 +127,7 @@ cdef extern from "fs_uring.h" nogil:
     int fs_uring_accept(int lfd, int n, int *fds, sockaddr_storage *ss, socklen_t *lens,
                         int *err)
     int fs_uring_usable()
+    void fs_uring_thread_enable(int enabled)
     long long fs_uring_batches()
 
 cdef extern from "fs_platform.h" nogil:

@@ -417,9 +417,9 @@ def accept_many(int fd, int family, int max, timeout=None):
     does); the rest are taken while the queue has them, with the GIL released
     once per batch, by accepts that cannot wait (see _accept_rest: on a
     blocking descriptor without io_uring, one connection per call).  An error
-    after the first connection ends the batch without
-    raising; a lasting one (e.g. EMFILE) is raised by the next call.
-    Corresponds to accept4(2).  Availability: POSIX.
+    after the first connection ends the batch without raising; a lasting one
+    (e.g. EMFILE) is raised by the next call.  Corresponds to accept4(2) and
+    io_uring's IORING_OP_ACCEPT.  Availability: POSIX.
     """
     if max < 1:
         raise ValueError("max must be at least 1")
@@ -501,6 +501,16 @@ def accept_batching():
 def uring_batches():
     """Batches ``accept_many`` has taken with io_uring in this process so far."""
     return fs_uring_batches()
+
+
+def thread_uring(bint enabled):
+    """For the calling thread only: ``False`` makes ``accept_many`` take its
+    batches as without io_uring (accept4(2) calls; one connection per call on
+    a blocking listener), ``True`` lets it use io_uring again.  For
+    side-by-side measurements and tests.  Availability: POSIX (a no-op
+    without io_uring).
+    """
+    fs_uring_thread_enable(enabled)
 
 
 cdef int _accept_batch(int lfd, int n, int *fds, sockaddr_storage *ss, socklen_t *lens,

@@ -140,6 +140,28 @@ def test_unix_listeners_take_accept4(tmp_path):
 
 
 @needs_uring
+def test_turned_off_for_a_thread_a_blocking_listener_gives_one_per_call():
+    with fastsock.listen(("127.0.0.1", 0), 16) as lst:
+        clients = [S.create_connection(lst.getsockname()) for _ in range(4)]
+        got = []
+        try:
+            queued(lst, clients, 4)
+            _core.thread_uring(False)
+            try:
+                got += lst.accept_many(8)
+                assert len(got) == 1
+            finally:
+                _core.thread_uring(True)
+            got += lst.accept_many(8)
+            assert len(got) == 4
+        finally:
+            for conn, _ in got:
+                conn.close()
+            for c in clients:
+                c.close()
+
+
+@needs_uring
 def test_each_thread_has_its_own_ring_unmapped_when_it_ends():
     with fastsock.listen(("127.0.0.1", 0), 64) as lst:
         before = ring_maps()
