@@ -286,9 +286,10 @@ int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, sockl
             first_err = -res[i];
         }
     }
-    if (got == 0 && first_err == EINVAL) {
-        /* IORING_ACCEPT_DONTWAIT refused (before Linux 6.10), the listener
-           being a TCP listener (TCP_INFO said so): nothing was accepted */
+    if (got == 0 && first_err == EINVAL && fs_listen_queue(lfd, &pending, &limit) == 0) {
+        /* still a TCP listener (not shut down meanwhile), so the kernel
+           refused IORING_ACCEPT_DONTWAIT (before Linux 6.10): nothing was
+           accepted, and io_uring is not for this process */
         FS_ATOMIC_STORE(&process_never, 1);
         ring_drop(r);
         errno = saved;
