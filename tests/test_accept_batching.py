@@ -14,6 +14,7 @@ forbidden), the tests that need it skip; the one-per-call tests run anyway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket as S
@@ -52,12 +53,30 @@ def ring_maps() -> int:
         return sum("io_uring" in line for line in f)
 
 
-def queued(lst, clients, n):
-    """Wait (bounded) until ``n`` connections sit in ``lst``'s accept queue."""
-    deadline = time.monotonic() + 5
-    while lst.accept_queue().pending < n and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert lst.accept_queue().pending == n, clients
+@contextlib.contextmanager
+def queued(lst, n):
+    """``n`` client connections to ``lst``, waiting in its accept queue (a
+    bounded wait, where the kernel tells the queue's length); yields
+    ``(clients, accepted)``: the test puts what it accepts into ``accepted``,
+    and both are closed on the way out."""
+    addr = lst.getsockname()
+    clients: list[S.socket] = []
+    accepted: list = []
+    try:
+        for _ in range(n):
+            clients.append(S.socket(lst.family, S.SOCK_STREAM))
+            clients[-1].connect(addr if lst.family == S.AF_UNIX else addr[:2])
+        if lst.accept_queue() is not None:
+            deadline = time.monotonic() + 5
+            while lst.accept_queue().pending < n and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert lst.accept_queue().pending == n
+        yield clients, accepted
+    finally:
+        for conn, _ in accepted:
+            conn.close()
+        for c in clients:
+            c.close()
 
 
 def child(code: str, **env: str) -> dict:
@@ -69,26 +88,17 @@ def child(code: str, **env: str) -> dict:
 
 @needs_uring
 def test_blocking_listener_takes_the_queue_and_leaves_no_descriptor():
-    with fastsock.listen(("127.0.0.1", 0), 128) as lst:
-        clients = [S.create_connection(lst.getsockname()) for _ in range(80)]
-        got = []
-        try:
-            queued(lst, clients, 80)
-            before, batches = fds(), _core.uring_batches()
-            got = lst.accept_many(100)           # 1 by accept4, then 64 + 15
-            assert len(got) == 80
-            assert _core.uring_batches() == batches + 2
-            assert [a for _, a in got] == [c.getsockname() for c in clients]
-            assert fds() - before == {str(c.fileno()) for c, _ in got}   # only these
-            for i, (conn, _) in enumerate(got):
-                assert conn.gettimeout() is None and not conn.get_inheritable()
-                clients[i].sendall(b"%d" % i)
-                assert conn.recv(8) == b"%d" % i
-        finally:
-            for conn, _ in got:
-                conn.close()
-            for c in clients:
-                c.close()
+    with fastsock.listen(("127.0.0.1", 0), 128) as lst, queued(lst, 80) as (clients, got):
+        before, batches = fds(), _core.uring_batches()
+        got += lst.accept_many(100)              # 1 by accept4, then 64 + 15
+        assert len(got) == 80
+        assert _core.uring_batches() == batches + 2
+        assert [a for _, a in got] == [c.getsockname() for c in clients]
+        assert fds() - before == {str(c.fileno()) for c, _ in got}   # only these
+        for i, (conn, _) in enumerate(got):
+            assert conn.gettimeout() is None and not conn.get_inheritable()
+            clients[i].sendall(b"%d" % i)
+            assert conn.recv(8) == b"%d" % i
         assert lst.accept_queue().pending == 0
 
 
@@ -99,68 +109,38 @@ def test_non_blocking_listeners_batch_through_io_uring_too(host, timeout):
     connection, so listeners that could use accept4 take io_uring's too."""
     if host == "::1" and not fastsock.has_ipv6:
         pytest.skip("no IPv6 here")
-    with fastsock.listen((host, 0), 128) as lst:
+    with fastsock.listen((host, 0), 128) as lst, queued(lst, 70) as (clients, got):
         lst.settimeout(timeout)
-        clients = [S.create_connection(lst.getsockname()[:2]) for _ in range(70)]
-        got = []
-        try:
-            queued(lst, clients, 70)
-            batches = _core.uring_batches()
-            got = lst.accept_many(100)
-            assert len(got) == 70 and _core.uring_batches() == batches + 2   # 64 + 6
-            assert [a for _, a in got] == [c.getsockname() for c in clients]
-            assert all(conn.gettimeout() is None and conn.getblocking() for conn, _ in got)
-            if timeout == 0.0:
-                with pytest.raises(BlockingIOError):
-                    lst.accept_many(100)
-        finally:
-            for conn, _ in got:
-                conn.close()
-            for c in clients:
-                c.close()
+        batches = _core.uring_batches()
+        got += lst.accept_many(100)
+        assert len(got) == 70 and _core.uring_batches() == batches + 2   # 64 + 6
+        assert [a for _, a in got] == [c.getsockname() for c in clients]
+        assert all(conn.gettimeout() is None and conn.getblocking() for conn, _ in got)
+        if timeout == 0.0:
+            with pytest.raises(BlockingIOError):
+                lst.accept_many(100)
 
 
 @pytest.mark.skipif(not LINUX, reason="AF_UNIX accept queue checks use Linux paths")
 def test_unix_listeners_take_accept4(tmp_path):
-    with fastsock.listen(str(tmp_path / "s"), 16) as lst:
+    with fastsock.listen(str(tmp_path / "s"), 16) as lst, queued(lst, 5) as (clients, got):
         lst.setblocking(False)
-        clients = []
-        got = []
-        try:
-            for _ in range(5):
-                c = S.socket(S.AF_UNIX)
-                c.connect(str(tmp_path / "s"))
-                clients.append(c)
-            batches = _core.uring_batches()
-            got = lst.accept_many(8)
-            assert len(got) == 5 and _core.uring_batches() == batches
-        finally:
-            for conn, _ in got:
-                conn.close()
-            for c in clients:
-                c.close()
+        batches = _core.uring_batches()
+        got += lst.accept_many(8)
+        assert len(got) == 5 and _core.uring_batches() == batches
 
 
 @needs_uring
 def test_turned_off_for_a_thread_a_blocking_listener_gives_one_per_call():
-    with fastsock.listen(("127.0.0.1", 0), 16) as lst:
-        clients = [S.create_connection(lst.getsockname()) for _ in range(4)]
-        got = []
+    with fastsock.listen(("127.0.0.1", 0), 16) as lst, queued(lst, 4) as (clients, got):
+        _core.thread_uring(False)
         try:
-            queued(lst, clients, 4)
-            _core.thread_uring(False)
-            try:
-                got += lst.accept_many(8)
-                assert len(got) == 1
-            finally:
-                _core.thread_uring(True)
             got += lst.accept_many(8)
-            assert len(got) == 4
+            assert len(got) == 1
         finally:
-            for conn, _ in got:
-                conn.close()
-            for c in clients:
-                c.close()
+            _core.thread_uring(True)
+        got += lst.accept_many(8)
+        assert len(got) == 4
 
 
 @needs_uring
@@ -170,17 +150,10 @@ def test_each_thread_has_its_own_ring_unmapped_when_it_ends():
         result = {}
 
         def worker():
-            clients = [S.create_connection(lst.getsockname()) for _ in range(5)]
-            try:
-                queued(lst, clients, 5)
-                got = lst.accept_many(8)
+            with queued(lst, 5) as (clients, got):
+                got += lst.accept_many(8)
                 result["n"] = len(got)
                 result["maps"] = ring_maps()
-                for conn, _ in got:
-                    conn.close()
-            finally:
-                for c in clients:
-                    c.close()
 
         t = threading.Thread(target=worker)
         t.start()
