@@ -165,7 +165,7 @@ class _Live:
         if _core.accept_batching() != "io_uring":
             return False
         clients = []
-        got: list = []
+        got: list[tuple[int, Any]] = []
         try:
             with socket.socket() as lst:
                 _listening_loopback(lst, 4)
