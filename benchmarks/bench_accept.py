@@ -37,7 +37,8 @@ drain the same kernel queue the same way:
                             until K are taken, on a non-blocking listener
                             (--blocking-many adds a blocking one).  Where the
                             kernel has io_uring's accept that cannot wait
-                            (Linux 6.10+), each batch is one io_uring_enter(2)
+                            (Linux 6.10+), a batch takes 4 with accept4 and
+                            the rest with one io_uring_enter(2)
                             (the header's "batches" says which); the accept4
                             loop of the C baseline and of the floor rows makes
                             one system call per connection

@@ -241,8 +241,8 @@ static void ring_drop(struct fs_ring *r) {
         pthread_setspecific(ring_key, NULL);
 }
 
-int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, socklen_t *lens,
-                    int *err) {
+int fs_uring_accept(int lfd, int n, int min, int *fds, struct sockaddr_storage *ss,
+                    socklen_t *lens, int *err) {
     long long pending = 0, limit = 0;
     int res[FS_URING_BATCH];
     int i, asked, got = 0, first_err = 0, saved = errno, done;
@@ -263,6 +263,10 @@ int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, sockl
     if (n == 0) {
         *err = EAGAIN;
         return 0;
+    }
+    if (n < min) {
+        errno = saved;
+        return -1;
     }
     r = ring_get();
     if (r == NULL) {
@@ -314,9 +318,9 @@ long long fs_uring_batches(void) { return FS_ATOMIC_LOAD(&batches); }
 
 #else /* no io_uring on this platform */
 
-int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, socklen_t *lens,
-                    int *err) {
-    (void)lfd, (void)n, (void)fds, (void)ss, (void)lens, (void)err;
+int fs_uring_accept(int lfd, int n, int min, int *fds, struct sockaddr_storage *ss,
+                    socklen_t *lens, int *err) {
+    (void)lfd, (void)n, (void)min, (void)fds, (void)ss, (void)lens, (void)err;
     return -1;
 }
 

@@ -12,7 +12,10 @@
  * on the calling thread's own ring.  The descriptors go to fds[0..got), their
  * peers to ss/lens, in queue order; returns got, with *err the errno of the
  * first request that failed (EAGAIN: the queue ran dry; 0: none failed).
- * Returns -1, having accepted nothing, when it cannot serve this call: no
+ * An empty queue gives 0 (EAGAIN) at the cost of the TCP_INFO read.
+ * Returns -1, having accepted nothing, when the queue holds fewer than min
+ * connections (accept4 costs less for those), or when it cannot serve this
+ * call: no
  * io_uring in this build or kernel (IORING_ACCEPT_DONTWAIT needs Linux 6.10,
  * registered rings 5.18), io_uring forbidden (seccomp, sysctl
  * kernel.io_uring_disabled), FASTSOCK_NO_IO_URING set (not "0") when first
@@ -21,8 +24,8 @@
  * fs_uring.c.  Call without the GIL; any thread.
  */
 #define FS_URING_BATCH 64
-int fs_uring_accept(int lfd, int n, int *fds, struct sockaddr_storage *ss, socklen_t *lens,
-                    int *err);
+int fs_uring_accept(int lfd, int n, int min, int *fds, struct sockaddr_storage *ss,
+                    socklen_t *lens, int *err);
 
 /* 1 unless fs_uring_accept is known to be unusable in this process (no
    io_uring, refused, or FASTSOCK_NO_IO_URING); a kernel that refuses

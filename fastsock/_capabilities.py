@@ -392,9 +392,9 @@ class Capabilities:
         "socket(2) accepts SOCK_NONBLOCK (probed)."))
     io_uring_accept: bool = dataclasses.field(metadata=_m(
         "descriptors", "io_uring accept batches",
-        "accept_many() takes its batches with io_uring's accept that cannot wait "
+        "accept_many() can take batches with io_uring's accept that cannot wait "
         "(IORING_ACCEPT_DONTWAIT, one io_uring_enter(2) per batch; probed): blocking "
-        "listeners batch too, and any TCP listener makes fewer system calls. "
+        "listeners batch too, and deep queues cost fewer system calls. "
         "Without it, a blocking listener gives one connection per accept_many() call. "
         "FASTSOCK_NO_IO_URING=1 turns it off. Availability: Linux 6.10+, io_uring "
         "allowed (kernel.io_uring_disabled, seccomp)."))

@@ -124,8 +124,8 @@ cdef extern from "fs_sys.h" nogil:
     int fs_running_rules()
 
 cdef extern from "fs_uring.h" nogil:
-    int fs_uring_accept(int lfd, int n, int *fds, sockaddr_storage *ss, socklen_t *lens,
-                        int *err)
+    int fs_uring_accept(int lfd, int n, int min, int *fds, sockaddr_storage *ss,
+                        socklen_t *lens, int *err)
     int fs_uring_usable()
     void fs_uring_thread_enable(int enabled)
     long long fs_uring_batches()

@@ -45,6 +45,8 @@ cdef enum:
     _INT_MAX = 2147483647
     _ADDRSTRLEN = 64
     _BATCH = 64
+    _URING_AFTER = 4    # accept4s before a non-blocking listener's batch may go to io_uring
+    _URING_MIN = 8      # and the queue length from which it does
 
 PLATFORM = FS_PLATFORM_NAME.decode()
 SOMAXCONN = FS_SOMAXCONN
@@ -461,25 +463,38 @@ def accept_many(int fd, int family, int max, timeout=None):
 cdef int _accept_rest(int lfd, bint nonblocking, bint *uring, int n, int *fds,
                       sockaddr_storage *ss, socklen_t *lens, int *err) noexcept nogil:
     """Up to ``n`` connections of a batch (the caller released the GIL), taken
-    only by accepts that cannot wait.  On a TCP listener (``uring[0]``), io_uring's
-    accept with IORING_ACCEPT_DONTWAIT, as many as the queue holds with one
-    io_uring_enter(2) (fs_uring_accept, Linux 6.10+): it never waits whatever
-    the listener's O_NONBLOCK, and costs less than one accept4 system call
-    each.  Where it cannot be had (``uring[0]`` is cleared for the rest of the
-    call): accept4(2) calls on a non-blocking listener; on a blocking one,
-    -1, and the call gives one connection: a blocking accept4 cannot be kept
-    from waiting, and poll(2) before it would not do, since another thread or
-    process sharing the listener can take the connection in between, and
-    accept4 would then wait for the next connection while the call holds the
-    ones it took (accept(2), NOTES)."""
-    cdef int r
-    if uring[0]:
-        r = fs_uring_accept(lfd, n, fds, ss, lens, err)
-        if r >= 0:
-            return r
-        uring[0] = False
+    only by accepts that cannot wait, stopping where the queue runs dry (the
+    errno that stopped it in ``err``).
+
+    On a non-blocking listener, accept4(2) first: a short queue costs least
+    that way.  Once the first _URING_AFTER came without running dry, a TCP
+    listener (``uring[0]``) whose queue still holds _URING_MIN or more takes
+    them with io_uring's accept with IORING_ACCEPT_DONTWAIT, as many as the
+    queue holds with one io_uring_enter(2) (fs_uring_accept, Linux 6.10+),
+    which costs less than an accept4 system call each for that many (more
+    for a few: measured in C, break-even at about 8).
+    On a blocking listener, io_uring's accept is the only one that cannot
+    wait; where it cannot be had (``uring[0]`` is then cleared for the rest of
+    the call) the result is -1, and the call gives one connection: a blocking
+    accept4 cannot be kept from waiting, and poll(2) before it would not do,
+    since another thread or process sharing the listener can take the
+    connection in between, and accept4 would then wait for the next
+    connection while the call holds the ones it took (accept(2), NOTES)."""
+    cdef int got = 0, r
     if nonblocking:
-        return _accept_batch(lfd, n, fds, ss, lens, err)
+        got = _accept_batch(lfd, _URING_AFTER if uring[0] and n > _URING_AFTER else n,
+                            fds, ss, lens, err)
+        if got < _URING_AFTER or got == n or not uring[0]:
+            return got
+    elif not uring[0]:
+        return -1
+    r = fs_uring_accept(lfd, n - got, _URING_MIN if nonblocking else 1,
+                        fds + got, ss + got, lens + got, err)
+    if r >= 0:
+        return got + r
+    uring[0] = False
+    if nonblocking:
+        return got + _accept_batch(lfd, n - got, fds + got, ss + got, lens + got, err)
     return -1
 
 

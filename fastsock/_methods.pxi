@@ -205,13 +205,14 @@ class SocketMethods:
 
         Waits for the first one as ``accept()`` would (and raises as it
         does), then takes what the queue holds without ever waiting, stopping
-        at EAGAIN without raising: with io_uring's accept that cannot wait,
-        one io_uring_enter(2) per batch of up to 64 (TCP, Linux 6.10+), else
-        accept4(2) calls on a non-blocking socket or one with a timeout.  A
-        blocking socket without the io_uring way gives one connection per
-        call: a blocking accept4 cannot be kept from waiting when another
-        thread or process takes a connection it was about to get.  The GIL is
-        released once per batch.  Availability: POSIX.
+        at EAGAIN without raising: on a non-blocking socket or one with a
+        timeout, with accept4(2) calls, a deep queue's rest with one
+        io_uring_enter(2) per batch of up to 64 (io_uring's accept that
+        cannot wait: TCP, Linux 6.10+); on a blocking socket, with io_uring
+        only, and without it one connection per call (a blocking accept4
+        cannot be kept from waiting when another thread or process takes a
+        connection it was about to get).  The GIL is released once per
+        batch.  Availability: POSIX.
         """
         cdef _Listener L
         cdef int n = max

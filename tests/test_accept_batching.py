@@ -106,19 +106,33 @@ def test_blocking_listener_takes_the_queue_and_leaves_no_descriptor():
 @pytest.mark.parametrize("host,timeout", [("127.0.0.1", 0.0), ("127.0.0.1", 5.0), ("::1", 0.0)])
 def test_non_blocking_listeners_batch_through_io_uring_too(host, timeout):
     """One io_uring_enter(2) per batch costs less than one accept4(2) per
-    connection, so listeners that could use accept4 take io_uring's too."""
+    connection once the batch is long, so a listener that could use accept4
+    takes io_uring's for the rest of a batch whose first 4 came at once and
+    whose queue still holds 8 or more."""
     if host == "::1" and not fastsock.has_ipv6:
         pytest.skip("no IPv6 here")
     with fastsock.listen((host, 0), 128) as lst, queued(lst, 70) as (clients, got):
         lst.settimeout(timeout)
         batches = _core.uring_batches()
         got += lst.accept_many(100)
-        assert len(got) == 70 and _core.uring_batches() == batches + 2   # 64 + 6
+        # 64: 4 by accept4, then (60 still queued) 60 by io_uring; then 6 by accept4
+        assert len(got) == 70 and _core.uring_batches() == batches + 1
         assert [a for _, a in got] == [c.getsockname() for c in clients]
         assert all(conn.gettimeout() is None and conn.getblocking() for conn, _ in got)
         if timeout == 0.0:
             with pytest.raises(BlockingIOError):
                 lst.accept_many(100)
+
+
+@needs_uring
+def test_a_short_queue_on_a_non_blocking_listener_takes_accept4():
+    """For fewer than 8 queued connections accept4 calls cost less than a ring
+    round trip: 4 accept4, the queue length (1), and accept4 again."""
+    with fastsock.listen(("127.0.0.1", 0), 16) as lst, queued(lst, 5) as (clients, got):
+        lst.setblocking(False)
+        batches = _core.uring_batches()
+        got += lst.accept_many(64)
+        assert len(got) == 5 and _core.uring_batches() == batches
 
 
 @pytest.mark.skipif(not LINUX, reason="AF_UNIX accept queue checks use Linux paths")
