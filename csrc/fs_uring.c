@@ -184,9 +184,12 @@ static int enter(struct fs_ring *r, unsigned submit, unsigned wait) {
 }
 
 /* Submit n accepts (request i -> ss[i], lens[i]) and reap them all into
-   res[]; the number submitted, or -1 if io_uring_enter(2) took none. */
+   res[]; the number submitted, or -1 if io_uring_enter(2) took none.
+   *broken is set if waiting for the last completions failed (no known
+   way with a live ring): what was reaped is still returned, so no accepted
+   descriptor is lost, and the ring must never be used again. */
 static int submit_and_reap(struct fs_ring *r, int lfd, int n, struct sockaddr_storage *ss,
-                           socklen_t *lens, int *res) {
+                           socklen_t *lens, int *res, int *broken) {
     unsigned tail = *r->sq_tail, head;
     int i, submitted, reaped = 0;
     for (i = 0; i < n; i++) {
@@ -225,8 +228,10 @@ static int submit_and_reap(struct fs_ring *r, int lfd, int n, struct sockaddr_st
         }
         __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
         /* a signal cut the wait short: wait for the rest (DONTWAIT: not long) */
-        if (reaped < n && enter(r, 0, (unsigned)(n - reaped)) < 0)
-            return -1;  /* cannot happen with a live ring; the ring is dropped */
+        if (reaped < n && enter(r, 0, (unsigned)(n - reaped)) < 0) {
+            *broken = 1;
+            break;
+        }
     }
     return n;
 }
@@ -245,7 +250,7 @@ int fs_uring_accept(int lfd, int n, int min, int *fds, struct sockaddr_storage *
                     socklen_t *lens, int *err) {
     long long pending = 0, limit = 0;
     int res[FS_URING_BATCH];
-    int i, asked, got = 0, first_err = 0, saved = errno, done;
+    int i, asked, got = 0, first_err = 0, saved = errno, done, broken = 0;
     struct fs_ring *r;
     if (n > FS_URING_BATCH)
         n = FS_URING_BATCH;
@@ -273,12 +278,14 @@ int fs_uring_accept(int lfd, int n, int min, int *fds, struct sockaddr_storage *
         errno = saved;
         return -1;
     }
-    done = submit_and_reap(r, lfd, n, ss, lens, res);
+    done = submit_and_reap(r, lfd, n, ss, lens, res, &broken);
     if (done < 0) {
         ring_drop(r);
         errno = saved;
         return -1;
     }
+    if (broken)                 /* left mapped: requests may still complete into it */
+        r->state = RING_NEVER;
     for (i = 0; i < done; i++) {
         if (res[i] >= 0) {
             if (got != i) {     /* keep each descriptor with its own address */
