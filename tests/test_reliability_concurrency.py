@@ -146,7 +146,7 @@ def test_threads_accept_each_connection_exactly_once(timeout):
 @pytest.mark.parametrize("family", ["tcp", "tcp without io_uring", "unix"])
 def test_accept_many_never_waits_holding_connections_on_a_shared_listener(family, tmp_path):
     """One thread in accept_many(), one in accept(), on one blocking listener;
-    bursts of BURST connections, each burst to be taken before the next.  If
+    bursts of 3 connections, each burst to be taken before the next.  If
     accept_many() took one connection and then waited in a blocking accept4
     for one that the other thread got first, the connection it holds would
     sit unserved until the next connection arrives: here the burst would not
@@ -221,7 +221,7 @@ def test_accept_many_never_waits_holding_connections_on_a_shared_listener(family
     assert stalls == 0, "accept_many() waited while holding a connection"
     if not uring:
         assert set(sizes) == {1}, "a blocking listener gives one connection per call"
-    assert sizes and len(sizes) < count()                 # both threads took some
+    assert sizes and count() - sum(sizes) > 0             # both threads took some
     assert all(isinstance(e, E.InvalidArgumentError) for e in ended.values()), ended
 
 
