@@ -117,11 +117,12 @@
 /* ---- io_uring (Linux): a batch of accepts that cannot wait ---------------
    The subset of the io_uring ABI (include/uapi/linux/io_uring.h, stable since
    Linux 5.1) that fs_uring.c uses, declared here so that builds on old kernel
-   headers (the manylinux images') have it too; where the system header
-   exists, the sizes, offsets and values are checked against it at compile
-   time.  System call numbers: <sys/syscall.h>, else x86_64's and aarch64's.  The kernel
-   decides at run time: IORING_REGISTER_RING_FDS needs Linux 5.18,
-   IORING_ACCEPT_DONTWAIT 6.10 (older kernels answer EINVAL). */
+   headers (the manylinux images') have it too; where the system header is
+   recent enough (5.7+: IORING_FEAT_FAST_POLL), the sizes, offsets and values
+   are checked against it at compile time.  System call numbers come from
+   <sys/syscall.h>, else x86_64's and aarch64's.  The kernel decides at run
+   time: IORING_REGISTER_RING_FDS needs Linux 5.18, IORING_ACCEPT_DONTWAIT
+   6.10 (older kernels answer EINVAL). */
 #if defined(__linux__)
 #include <sys/syscall.h>
 #endif
@@ -188,6 +189,9 @@ struct fs_io_uring_rsrc_update {
 #if defined(__has_include)
 #if __has_include(<linux/io_uring.h>)
 #include <linux/io_uring.h>
+#endif
+#endif
+#if defined(IORING_FEAT_FAST_POLL)      /* a header from 5.7 on: accept_flags, addr2 */
 #define FS_ABI_SAME(ours, theirs, field) \
     _Static_assert(offsetof(struct ours, field) == offsetof(struct theirs, field), \
                    #theirs "." #field)
@@ -223,7 +227,6 @@ _Static_assert(FS_IORING_SETUP_SINGLE_ISSUER == IORING_SETUP_SINGLE_ISSUER, "SIN
 _Static_assert(FS_IORING_ACCEPT_DONTWAIT == IORING_ACCEPT_DONTWAIT, "ACCEPT_DONTWAIT");
 #endif
 #undef FS_ABI_SAME
-#endif
 #endif
 #else
 #define FS_HAVE_IO_URING 0
