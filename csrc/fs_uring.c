@@ -312,12 +312,7 @@ int fs_uring_accept(int lfd, int n, int min, int *fds, struct sockaddr_storage *
     return got;
 }
 
-int fs_uring_usable(void) {
-    pthread_once(&once, init_once);
-    if (FS_ATOMIC_LOAD(&process_never))
-        return 0;
-    return ring_get() != NULL;
-}
+int fs_uring_usable(void) { return ring_get() != NULL; }
 
 void fs_uring_thread_enable(int enabled) { thread_off = !enabled; }
 

@@ -430,7 +430,7 @@ def accept_many(int fd, int family, int max, timeout=None):
     cdef int fds[_BATCH]
     cdef int n, got, i, err = 0
     cdef int left = max
-    cdef bint batching = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0
+    cdef bint nonblocking = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0
     cdef bint uring = family != AF_UNIX
     result = []
     fds[0] = _accept_one(fd, _timeout_value(timeout), &ss[0], &lens[0])
@@ -446,7 +446,7 @@ def accept_many(int fd, int family, int max, timeout=None):
             n = left if left < _BATCH else _BATCH
             got = 0
             with nogil:
-                got = _accept_rest(fd, batching, &uring, n, fds, ss, lens, &err)
+                got = _accept_rest(fd, nonblocking, &uring, n, fds, ss, lens, &err)
             if got < 0:
                 got = 0
                 break       # a blocking descriptor without io_uring: one per call

@@ -109,18 +109,15 @@ def run_in_netns(code: str | None = None, *, argv: list[str] | None = None,
     return r
 
 
-def run_python(code: str, *, timeout: float = 60,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_python(code: str, *, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run ``code`` (a Python snippet) in a child process in this network
-    namespace, ``cwd`` a fresh temporary directory as for ``run_in_netns``,
-    ``env`` added to the environment; return the finished process (text
-    stdout/stderr).  Needs no root.
+    namespace, ``cwd`` a fresh temporary directory as for ``run_in_netns``;
+    return the finished process (text stdout/stderr).  Needs no root.
     """
-    return _run([sys.executable, "-c", code], timeout, env)
+    return _run([sys.executable, "-c", code], timeout)
 
 
-def _run(argv: list[str], timeout: float,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as cwd:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              cwd=cwd, check=False, env=dict(os.environ, **(env or {})))
+                              cwd=cwd, check=False)

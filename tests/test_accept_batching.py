@@ -19,7 +19,6 @@ import json
 import os
 import socket as S
 import sys
-import textwrap
 import threading
 import time
 
@@ -28,8 +27,7 @@ import pytest
 import fastsock
 from fastsock import _core
 
-from _netns import run_python
-from test_reliability_capacity import EXHAUST
+from test_reliability_capacity import EXHAUST, run_child
 
 LINUX = sys.platform.startswith("linux")
 URING = LINUX and _core.accept_batching() == "io_uring"
@@ -77,13 +75,6 @@ def queued(lst, n):
             conn.close()
         for c in clients:
             c.close()
-
-
-def child(code: str, **env: str) -> dict:
-    """Run ``code`` in a child process; its last stdout line is JSON."""
-    p = run_python(textwrap.dedent(code), env=env)
-    assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout}\n{p.stderr}"
-    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 @needs_uring
@@ -203,7 +194,7 @@ def batch(n):
 
 @needs_uring
 def test_fork_child_sets_up_its_own_ring():
-    out = child(CHILD_PRELUDE + """
+    out = run_child(CHILD_PRELUDE + """
     first = batch(6)
     r, w = os.pipe()
     pid = os.fork()
@@ -229,7 +220,7 @@ def test_fork_child_sets_up_its_own_ring():
 def test_closing_every_descriptor_does_not_take_the_ring():
     """What a daemonizing close-everything does: every descriptor but the
     listener's closed, then new descriptors take the low numbers again."""
-    out = child(CHILD_PRELUDE + """
+    out = run_child(CHILD_PRELUDE + """
     first = batch(4)
     fd = lst.fileno()
     os.closerange(3, fd)
@@ -244,7 +235,7 @@ def test_closing_every_descriptor_does_not_take_the_ring():
 
 @needs_uring
 def test_descriptors_running_out_mid_batch_lose_nothing():
-    out = child(CHILD_PRELUDE + EXHAUST + """
+    out = run_child(CHILD_PRELUDE + EXHAUST + """
     from fastsock import errors as E
     batch(2)                                   # the ring exists
     clients = [S.create_connection(lst.getsockname()) for _ in range(6)]
@@ -273,7 +264,7 @@ def test_descriptors_running_out_mid_batch_lose_nothing():
 
 @pytest.mark.skipif(not LINUX, reason="the switch is read on Linux")
 def test_switched_off_a_blocking_listener_gives_one_per_call():
-    out = child(CHILD_PRELUDE + """
+    out = run_child(CHILD_PRELUDE + """
     print(json.dumps({"how": _core.accept_batching(), "got": batch(3)[0],
                       "batches": _core.uring_batches()}))
     """.replace("\n    ", "\n"), FASTSOCK_NO_IO_URING="1")
