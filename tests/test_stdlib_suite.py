@@ -15,8 +15,10 @@ Skips cleanly where the interpreter has no ``test`` package (``test.support``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,8 +81,14 @@ def _run(side: str, out: str) -> subprocess.Popen:
         args += ["--exclude", x]
     if side == "fastsock":
         args.append("--fastsock")
-    return subprocess.Popen(args + SUITES, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tempfile.gettempdir())
+    # stderr to a file, not a pipe, and a session of its own: a process the
+    # suite forked (socketserver's forking servers) and left behind -- e.g.
+    # deadlocked in the sanitizer's allocator after fork() in a threaded
+    # process -- must not keep the run open by holding a pipe, and is killed
+    # with the session when the run ends
+    with open(out + ".stderr", "w") as err:
+        return subprocess.Popen(args + SUITES, stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                env=env, cwd=tempfile.gettempdir(), start_new_session=True)
 
 
 def _read(path: str) -> tuple[dict, dict[str, tuple[str, str]], list[str]]:
@@ -111,12 +119,17 @@ RUN_LIMIT = 300
 
 
 def _finish(p: subprocess.Popen, path: str) -> dict:
+    killed = ""
     try:
-        _, err = p.communicate(timeout=RUN_LIMIT)
+        p.wait(timeout=RUN_LIMIT)
     except subprocess.TimeoutExpired:
         p.kill()
-        _, err = p.communicate()
-        err += f"\n(killed after {RUN_LIMIT} s)"
+        p.wait()
+        killed = f"\n(killed after {RUN_LIMIT} s)"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(p.pid, signal.SIGKILL)        # whatever the run left behind
+    with open(path + ".stderr") as f:
+        err = f.read() + killed
     header, results, hung = _read(path)
     if not hung and ("Timeout (" in err or p.returncode == -9):
         hung = ["(between tests: set-up, tear-down or exit)"]
