@@ -31,7 +31,7 @@ static long long capacity_of(const fs_backlog_rules *r, long long backlog) {
 }
 
 int fs_backlog_plan(const fs_backlog_rules *r, int defaulted, long long requested,
-                    long long maximum, fs_backlog_plan_t *out) {
+                    long long maximum, long long somaxconn, fs_backlog_plan_t *out) {
     long long limit;
     if (r == NULL || out == NULL)
         return -1;
@@ -43,6 +43,8 @@ int fs_backlog_plan(const fs_backlog_rules *r, int defaulted, long long requeste
         out->flags |= FS_BACKLOG_DEFAULTED;
         out->passed = limit;
     } else {
+        if (requested >= FS_BACKLOG_IDIOM_MIN || requested == somaxconn)
+            out->flags |= FS_BACKLOG_IDIOM;
         if (requested < 0) {
             out->flags |= FS_BACKLOG_NEGATIVE;
             requested = 0; /* POSIX: as if 0, never the kernel's "maximum" */

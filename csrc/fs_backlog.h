@@ -31,8 +31,13 @@ typedef struct {
 enum {
     FS_BACKLOG_TRUNCATED = 1, /* the request was above the maximum */
     FS_BACKLOG_NEGATIVE = 2,  /* a negative request, treated as 0 */
-    FS_BACKLOG_DEFAULTED = 4  /* no request: the maximum */
+    FS_BACKLOG_DEFAULTED = 4, /* no request: the maximum */
+    FS_BACKLOG_IDIOM = 8      /* a request meaning "as large as possible" */
 };
+
+/* Requests from this value up mean "as large as the system allows": trio
+ * passes 0xFFFF, anyio 65536 (listen-semantics.md, section 3, rule 3). */
+#define FS_BACKLOG_IDIOM_MIN 65535LL
 
 typedef struct {
     long long passed;    /* the value to give listen(2) */
@@ -46,9 +51,13 @@ const fs_backlog_rules *fs_backlog_rules_get(int id);
 
 /*
  * Plan listen(2) for `requested` (ignored when `defaulted`), given the live
- * system maximum.  Returns 0, or -1 when rules is NULL.
+ * system maximum and the platform's compile-time SOMAXCONN.  A request of
+ * FS_BACKLOG_IDIOM_MIN or more, or equal to SOMAXCONN, is the ecosystem's way
+ * to ask for the maximum: it is planned like any other value, and flagged
+ * FS_BACKLOG_IDIOM so that its truncation is not warned about.  Returns 0, or
+ * -1 when rules is NULL.
  */
 int fs_backlog_plan(const fs_backlog_rules *rules, int defaulted, long long requested,
-                    long long maximum, fs_backlog_plan_t *out);
+                    long long maximum, long long somaxconn, fs_backlog_plan_t *out);
 
 #endif /* FS_BACKLOG_H */

@@ -10,6 +10,7 @@ core.  fastsock's own additions: ``listen()``, ``capabilities()``, ``has()``,
 and warnings of ``fastsock.errors``.
 """
 
+import os as _os
 import socket as _std
 import types as _types
 
@@ -54,11 +55,54 @@ def _rebind(func: _types.FunctionType) -> _types.FunctionType:
     return new
 
 
-for _name in ("create_connection", "create_server", "fromfd", "socketpair",
-              "has_dualstack_ipv6", "_fallback_socketpair"):
+def _typed(func: _types.FunctionType, syscall: str) -> "_Any":
+    """``_rebind(func)`` whose OSErrors come out typed, with the stdlib's own
+    ``args`` (``errors._retyped``): e.g. create_server()'s "(while attempting to
+    bind on address ...)" error is an ``AddressInUseError`` with that text."""
+    rebound = _rebind(func)
+
+    def typed(*args: "_Any", **kwargs: "_Any") -> "_Any":
+        try:
+            return rebound(*args, **kwargs)
+        except OSError as exc:
+            new = errors._retyped(exc, syscall)
+            if new is exc:
+                raise
+            raise new from None
+
+    typed.__wrapped__ = rebound  # type: ignore[attr-defined]  # inspect.signature
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(typed, attr, getattr(rebound, attr))
+    return typed
+
+
+for _name, _syscall in (("create_connection", "connect"), ("create_server", "bind"),
+                        ("socketpair", "socketpair")):
+    if callable(getattr(_std, _name, None)):
+        globals()[_name] = _typed(getattr(_std, _name), _syscall)
+for _name in ("has_dualstack_ipv6", "_fallback_socketpair"):
     if callable(getattr(_std, _name, None)):
         globals()[_name] = _rebind(getattr(_std, _name))
-del _name
+del _name, _syscall
+
+
+if not TYPE_CHECKING:  # type checkers see the stdlib's fromfd (from socket import *)
+    def fromfd(fd: "_Any", family: "_Any", type: "_Any", proto: int = 0) -> socket:
+        """Create a socket object from a duplicate of the file descriptor ``fd``
+        (dup(2)), as ``socket.fromfd``; the other arguments as for ``socket()``.
+        Errors are the stdlib's, typed; the duplicate is closed when the socket
+        object cannot be made (the stdlib leaves it open).  Availability: POSIX.
+        """
+        try:
+            nfd = _std.dup(fd)
+        except OSError as exc:
+            raise errors._retyped(exc, "dup", fd) from None
+        try:
+            return socket(family, type, proto, nfd)
+        except BaseException:
+            _os.close(nfd)
+            raise
+
 
 # Names that come from a module on first use, never at import: listen() and
 # the capabilities (read from the live system on demand).

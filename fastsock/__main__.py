@@ -24,6 +24,7 @@ from fastsock._capabilities import (
     capabilities,
     queue_capacity,
 )
+from fastsock.errors import SocketError
 
 _SELF_CHECK_BACKLOGS = (None, 1_000_000)
 _INT_MAX = 2**31 - 1
@@ -199,6 +200,13 @@ def _hints(caps: Capabilities) -> list[str]:
 
 # ---- commands ---------------------------------------------------------------
 
+def _explain(exc: OSError) -> str:
+    """The error and, for fastsock's typed ones, the call that failed:
+    ``[Errno 98] Address already in use: bind(('127.0.0.1', 8080))``."""
+    where = exc.context() if isinstance(exc, SocketError) else ""
+    return f"{exc}: {where}" if where else str(exc)
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -219,7 +227,7 @@ def _report(caps: Capabilities, as_json: bool, version: str | None) -> int:
         try:
             checks.append(live_listen(socket.AF_INET, ("127.0.0.1", 0), backlog, caps))
         except OSError as exc:
-            error = f"cannot listen on 127.0.0.1: {exc}"
+            error = f"cannot listen on 127.0.0.1: {_explain(exc)}"
             break
     if as_json:
         print(json.dumps({"fastsock": version, "capabilities": caps.to_dict(),
@@ -250,7 +258,7 @@ def _check(caps: Capabilities, address: str, backlog_text: str, as_json: bool) -
     try:
         r = live_listen(family, sockaddr, backlog, caps)
     except OSError as exc:
-        raise _UsageError(f"cannot listen on {address}: {exc}") from None
+        raise _UsageError(f"cannot listen on {address}: {_explain(exc)}") from None
     r["honoured"] = not r["truncated"]
     host, port = r["address"]
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

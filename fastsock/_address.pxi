@@ -5,14 +5,28 @@
 
 # ---- addresses ---------------------------------------------------------------
 
-cdef int _port(object port, str syscall) except -1:
+# ``fast``: the methods of fastsock.socket encode only what they can encode
+# exactly as the stdlib would: a tuple of a numeric host and int port(s), a str
+# or bytes AF_UNIX path.  For anything else the encoders return 0 and the method
+# hands the address to the stdlib's own method, so that host names resolve and
+# every argument error reads exactly as the stdlib's (its messages, its class,
+# its order of checks).  Raised here even then: a port, flowinfo or scope_id out
+# of range (the stdlib's words; scope_id is checked where the stdlib wraps it
+# silently), a NUL inside an AF_UNIX path (the stdlib would bind the path cut at
+# the NUL).  The fd-level functions of _core (fast=False) resolve host names
+# themselves and raise for everything.
+
+cdef int _port(object port, str syscall, bint fast) except -2:
+    """The port, 0..65535; -1: not an int (fast: for the stdlib to reject)."""
     cdef long v
     cdef int overflow = 0
-    if type(port) is int:       # the common case, without operator.index()
+    if PyLong_Check(port):
         v = PyLong_AsLongAndOverflow(port, &overflow)
         if overflow == 0 and 0 <= v <= 65535:
             return <int>v
         raise _errors.InvalidPortError(f"{syscall}(): port must be 0-65535.")
+    if fast:
+        return -1
     cdef object p = index(port)
     if not 0 <= p <= 65535:
         raise _errors.InvalidPortError(f"{syscall}(): port must be 0-65535.")
@@ -59,87 +73,127 @@ cdef int _resolve(bytes host, int family, void *dst, size_t size) except -1:
     return 0
 
 
-cdef int _encode_inet(object address, sockaddr_in *sin, str syscall) except -1:
-    if not isinstance(address, tuple):
-        raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
-    if len(<tuple>address) != 2:
-        raise TypeError("AF_INET address must be a pair (host, port)")
-    host, port = <tuple>address
+cdef const char *_ascii_host(object host, Py_ssize_t *n):
+    """An ASCII str host's NUL-terminated characters in place (no copy), or
+    NULL for anything else (or a NUL inside)."""
     cdef const char *cs
-    cdef Py_ssize_t n
+    if type(host) is not str or not PyUnicode_IS_ASCII(host):
+        return NULL
+    cs = PyUnicode_AsUTF8AndSize(host, n)
+    if cs == NULL or memchr(cs, 0, n[0]) != NULL:
+        return NULL
+    return cs
+
+
+cdef int _encode_inet(object address, sockaddr_in *sin, str syscall, bint fast) except -1:
+    cdef const char *cs
+    cdef Py_ssize_t n = 0
     cdef bytes h
     cdef int p
-    if type(host) is str and PyUnicode_IS_ASCII(host):
-        # the common case, without an intermediate bytes object: an ASCII str
-        # keeps its characters NUL-terminated in place
-        cs = PyUnicode_AsUTF8AndSize(host, &n)
-        if memchr(cs, 0, n) != NULL:
-            raise TypeError("host name must not contain null character")
-        p = _port(port, syscall)
-        memset(sin, 0, sizeof(sockaddr_in))
+    if not isinstance(address, tuple) or len(<tuple>address) != 2:
+        if fast:
+            return 0
+        if not isinstance(address, tuple):
+            raise TypeError(
+                f"{syscall}(): AF_INET address must be tuple, not {type(address).__name__}")
+        raise TypeError("AF_INET address must be a pair (host, port)")
+    host, port = <tuple>address
+    memset(sin, 0, sizeof(sockaddr_in))
+    cs = _ascii_host(host, &n)
+    if cs != NULL:
+        # the common case, without an intermediate bytes object
         if fs_parse_ipv4(cs, n, &sin.sin_addr.s_addr):
-            pass                # the common case: a dotted quad
+            pass                # a dotted quad
         elif n == 0:
             sin.sin_addr.s_addr = htonl(INADDR_ANY)
         elif strcmp(cs, "<broadcast>") == 0 or strcmp(cs, "255.255.255.255") == 0:
             sin.sin_addr.s_addr = htonl(INADDR_BROADCAST)
         elif inet_pton(AF_INET, cs, &sin.sin_addr) != 1:
+            if fast:
+                return 0        # a name: the stdlib resolves it
             _resolve(cs[:n], AF_INET, sin, sizeof(sockaddr_in))
-        sin.sin_family = AF_INET
-        sin.sin_port = htons(p)
+    elif fast:
         return 0
-    h = _host_bytes(host)
-    p = _port(port, syscall)
-    memset(sin, 0, sizeof(sockaddr_in))
-    if len(h) == 0:
-        sin.sin_addr.s_addr = htonl(INADDR_ANY)
-    elif h == b"<broadcast>" or h == b"255.255.255.255":
-        sin.sin_addr.s_addr = htonl(INADDR_BROADCAST)
-    elif inet_pton(AF_INET, h, &sin.sin_addr) != 1:
-        _resolve(h, AF_INET, sin, sizeof(sockaddr_in))
+    else:
+        h = _host_bytes(host)
+        if len(h) == 0:
+            sin.sin_addr.s_addr = htonl(INADDR_ANY)
+        elif h == b"<broadcast>" or h == b"255.255.255.255":
+            sin.sin_addr.s_addr = htonl(INADDR_BROADCAST)
+        elif inet_pton(AF_INET, h, &sin.sin_addr) != 1:
+            _resolve(h, AF_INET, sin, sizeof(sockaddr_in))
+    p = _port(port, syscall, fast)
+    if p < 0:
+        return 0
     sin.sin_family = AF_INET
     sin.sin_port = htons(p)
-    return 0
+    return 1
 
 
-cdef int _encode_inet6(object address, sockaddr_in6 *sin6, str syscall) except -1:
-    if not isinstance(address, tuple):
-        raise TypeError(f"AF_INET6 address must be tuple, not {type(address).__name__}")
-    cdef Py_ssize_t n = len(<tuple>address)
-    if not 2 <= n <= 4:
+cdef int _encode_inet6(object address, sockaddr_in6 *sin6, str syscall, bint fast) except -1:
+    cdef const char *cs
+    cdef Py_ssize_t n = 0, k
+    cdef bytes h
+    cdef int p
+    cdef unsigned long long flowinfo = 0
+    if not isinstance(address, tuple) or not 2 <= len(<tuple>address) <= 4:
+        if fast:
+            return 0
+        if not isinstance(address, tuple):
+            raise TypeError(
+                f"{syscall}(): AF_INET6 address must be tuple, not {type(address).__name__}")
         raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
-    cdef bytes h = _host_bytes(address[0])
-    cdef int p = _port(address[1], syscall)
-    flowinfo = index(address[2]) if n > 2 else 0
-    scope_id = index(address[3]) if n > 3 else 0
-    if not 0 <= flowinfo <= 0xfffff:
-        raise OverflowError(f"{syscall}(): flowinfo must be 0-1048575.")
-    if not 0 <= scope_id <= 0xffffffff:
-        raise OverflowError(f"{syscall}(): scope_id must be 0-4294967295.")
+    k = len(<tuple>address)
+    if fast:
+        for i in range(1, k):
+            if not PyLong_Check(address[i]):
+                return 0        # the stdlib's TypeError
     memset(sin6, 0, sizeof(sockaddr_in6))
-    if len(h) == 0:
+    cs = _ascii_host(address[0], &n)
+    if cs != NULL and n == 0:
         sin6.sin6_addr = in6addr_any
-    elif inet_pton(AF_INET6, h, &sin6.sin6_addr) != 1:
-        _resolve(h, AF_INET6, sin6, sizeof(sockaddr_in6))
+    elif cs != NULL and inet_pton(AF_INET6, cs, &sin6.sin6_addr) == 1:
+        pass
+    elif fast:
+        return 0                # a name, or not a str: the stdlib's way
+    else:
+        h = _host_bytes(address[0])
+        if len(h) == 0:
+            sin6.sin6_addr = in6addr_any
+        elif inet_pton(AF_INET6, h, &sin6.sin6_addr) != 1:
+            _resolve(h, AF_INET6, sin6, sizeof(sockaddr_in6))
+    p = _port(address[1], syscall, fast)
+    # flowinfo as the stdlib reads it (an unsigned int, masked), then checked
+    flow = index(address[2]) if k > 2 else 0
+    flowinfo = flow & 0xffffffff
+    if flowinfo > 0xfffff:
+        raise OverflowError(f"{syscall}(): flowinfo must be 0-1048575.")
+    scope_id = index(address[3]) if k > 3 else 0
+    if not 0 <= scope_id <= 0xffffffff:
+        # the stdlib wraps it silently: never scope to another interface than asked
+        raise OverflowError(f"{syscall}(): scope_id must be 0-4294967295.")
     sin6.sin6_family = AF_INET6
     sin6.sin6_port = htons(p)
-    sin6.sin6_flowinfo = htonl(flowinfo)
+    sin6.sin6_flowinfo = htonl(<unsigned int>flowinfo)
     sin6.sin6_scope_id = scope_id
-    return 0
+    return 1
 
 
 cdef int _encode_unix(object address, sockaddr_un *sun, socklen_t *slen,
-                      str syscall) except -1:
+                      str syscall, bint fast) except -1:
     cdef bytes b
     if isinstance(address, str):
         b = os.fsencode(address)
-    elif isinstance(address, (bytes, bytearray, memoryview)):
+    elif isinstance(address, (bytes, bytearray)):
         b = bytes(address)
     elif isinstance(address, os.PathLike):
-        return _encode_unix(os.fspath(address), sun, slen, syscall)
+        return _encode_unix(os.fspath(address), sun, slen, syscall, fast)
+    elif fast:
+        return 0                # other buffers, or the stdlib's TypeError
+    elif isinstance(address, memoryview):
+        b = bytes(address)
     else:
-        raise TypeError(
-            f"AF_UNIX address must be str, bytes or os.PathLike, not {type(address).__name__}")
+        raise TypeError(f"a bytes-like object is required, not '{type(address).__name__}'")
     cdef Py_ssize_t n = len(b)
     cdef bint abstract = n > 0 and b[0] == 0
     if abstract and not FS_HAVE_ABSTRACT_UNIX:
@@ -147,27 +201,40 @@ cdef int _encode_unix(object address, sockaddr_un *sun, socklen_t *slen,
     if not abstract and b"\0" in b:
         raise ValueError("AF_UNIX path must not contain a NUL byte")
     if <size_t>n > FS_UNIX_PATH_MAX or (not abstract and <size_t>n == FS_UNIX_PATH_MAX):
-        _fail(ENAMETOOLONG, syscall, None, address)
+        if fast:
+            return 0            # the stdlib's OSError("AF_UNIX path too long")
+        raise OSError("AF_UNIX path too long")
     memset(sun, 0, sizeof(sockaddr_un))
     sun.sun_family = AF_UNIX
     memcpy(sun.sun_path, <const char *>b, n)
     slen[0] = <socklen_t>(FS_UNIX_PATH_OFFSET + n + (0 if abstract or n == 0 else 1))
-    return 0
+    return 1
 
 
 cdef int _encode(int family, object address, sockaddr_storage *ss, socklen_t *slen,
-                 str syscall) except -1:
+                 str syscall, bint fast=False) except -1:
+    """Encode ``address`` of ``family`` into ``ss``: 1, or 0 where ``fast`` and
+    the stdlib's method should take it (see above)."""
     if family == AF_INET:
-        _encode_inet(address, <sockaddr_in *>ss, syscall)
         slen[0] = sizeof(sockaddr_in)
-    elif family == AF_INET6:
-        _encode_inet6(address, <sockaddr_in6 *>ss, syscall)
+        return _encode_inet(address, <sockaddr_in *>ss, syscall, fast)
+    if family == AF_INET6:
         slen[0] = sizeof(sockaddr_in6)
-    elif family == AF_UNIX:
-        _encode_unix(address, <sockaddr_un *>ss, slen, syscall)
-    else:
-        _fail(EAFNOSUPPORT, syscall, None, address)
+        return _encode_inet6(address, <sockaddr_in6 *>ss, syscall, fast)
+    if family == AF_UNIX:
+        return _encode_unix(address, <sockaddr_un *>ss, slen, syscall, fast)
+    if fast:
+        return 0
+    _fail(EAFNOSUPPORT, syscall, None, address)
     return 0
+
+
+cdef object _stdlib_address(int family, object address):
+    """The address as the stdlib's method is handed it when fastsock's encoder
+    declines: AF_UNIX paths may be os.PathLike in fastsock."""
+    if family == AF_UNIX and isinstance(address, os.PathLike):
+        return os.fspath(address)
+    return address
 
 
 cdef enum:

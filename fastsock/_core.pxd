@@ -112,9 +112,11 @@ cdef extern from "fs_backlog.h" nogil:
     const int FS_BACKLOG_TRUNCATED
     const int FS_BACKLOG_NEGATIVE
     const int FS_BACKLOG_DEFAULTED
+    const int FS_BACKLOG_IDIOM
+    const long long FS_BACKLOG_IDIOM_MIN
     const fs_backlog_rules *fs_backlog_rules_get(int id)
     int fs_backlog_plan(const fs_backlog_rules *rules, int defaulted, long long requested,
-                        long long maximum, fs_backlog_plan_t *out)
+                        long long maximum, long long somaxconn, fs_backlog_plan_t *out)
 
 cdef extern from "fs_addr.h" nogil:
     int fs_parse_ipv4(const char *s, size_t n, unsigned int *out)

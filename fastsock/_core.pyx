@@ -13,9 +13,11 @@ the time left (PEP 475); a handler that raises ends the call.
 
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_Check
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.errno cimport errno
+from libc.limits cimport LONG_MAX, LONG_MIN
 from libc.string cimport memchr, memcpy, memset, strcmp, strlen
 
 import _thread
@@ -62,6 +64,8 @@ BACKLOG_RULES = RULES[fs_running_rules()]
 BACKLOG_TRUNCATED = FS_BACKLOG_TRUNCATED
 BACKLOG_NEGATIVE = FS_BACKLOG_NEGATIVE
 BACKLOG_DEFAULTED = FS_BACKLOG_DEFAULTED
+BACKLOG_IDIOM = FS_BACKLOG_IDIOM
+BACKLOG_IDIOM_MIN = FS_BACKLOG_IDIOM_MIN
 
 
 # ---- the one check path ----------------------------------------------------
@@ -153,37 +157,38 @@ cdef int _socket_fd(int family, int type, int proto) except -1:
 
 def bind(int fd, int family, address):
     """Bind ``fd`` to ``address``.  Corresponds to bind(2).  Availability: POSIX."""
-    _bind(fd, family, address)
-
-
-cdef int _bind(int fd, int family, object address) except -1:
     cdef sockaddr_storage ss
     cdef socklen_t slen = 0
-    cdef int rc, err
     _encode(family, address, &ss, &slen, "bind")
+    _bind_ss(fd, family, &ss, slen, address)
+
+
+cdef int _bind_ss(int fd, int family, sockaddr_storage *ss, socklen_t slen,
+                  object address) except -1:
+    cdef int rc, err
     if family == AF_INET or family == AF_INET6:
         # a port table look-up, nothing that waits: keep the GIL (see socket)
-        rc = c_bind(fd, <sockaddr *>&ss, slen)
+        rc = c_bind(fd, <sockaddr *>ss, slen)
         err = errno
     else:
         with nogil:     # AF_UNIX: a file system node
-            rc = c_bind(fd, <sockaddr *>&ss, slen)
+            rc = c_bind(fd, <sockaddr *>ss, slen)
             err = errno
     if rc < 0:
         _fail(err, "bind", fd, address)
     return 0
 
 
-cdef int _connect(int fd, int family, object address, object timeout, bint raise_) except -1:
-    cdef sockaddr_storage ss
-    cdef socklen_t slen = 0
+cdef int _connect_ss(int fd, sockaddr_storage *ss, socklen_t slen, object address,
+                     object timeout, bint raise_) except -1:
+    """connect(2) to the encoded address with the Python socket timeout model:
+    0 or, when not ``raise_``, the errno."""
     cdef int rc, err = 0
     cdef socklen_t elen = sizeof(int)
     cdef double t = _timeout_value(timeout)
     cdef bint wait
-    _encode(family, address, &ss, &slen, "connect")
     with nogil:
-        rc = c_connect(fd, <sockaddr *>&ss, slen)
+        rc = c_connect(fd, <sockaddr *>ss, slen)
         err = errno
     if rc == 0:
         return 0
@@ -213,47 +218,57 @@ def connect(int fd, int family, address, timeout=None):
     a non-blocking connect then poll(2) for writability and SO_ERROR, as the
     stdlib does.  Availability: POSIX.
     """
-    _connect(fd, family, address, timeout, True)
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = 0
+    _encode(family, address, &ss, &slen, "connect")
+    _connect_ss(fd, &ss, slen, address, timeout, True)
 
 
 def connect_ex(int fd, int family, address, timeout=None):
     """Like ``connect`` but returns the errno (0 on success) instead of raising
     for errors of connect(2) itself.  Address errors still raise.
     """
-    return _connect(fd, family, address, timeout, False)
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = 0
+    _encode(family, address, &ss, &slen, "connect_ex")
+    return _connect_ss(fd, &ss, slen, address, timeout, False)
 
 
 # ---- listen ------------------------------------------------------------------
 
 cdef long long _backlog_arg(object backlog) except? -1:
+    """The backlog as a C int, with the stdlib's errors for what does not fit
+    (its listen() parses the argument as a C int); a bool is a TypeError."""
     cdef long long v
     cdef int overflow = 0
-    if type(backlog) is int:    # the common case (bool is not exactly int)
-        v = PyLong_AsLongLongAndOverflow(backlog, &overflow)
-        if overflow == 0 and -_INT_MAX - 1 <= v <= _INT_MAX:
-            return v
-        raise OverflowError(f"backlog {backlog} does not fit in a C int")
-    if isinstance(backlog, bool) or not hasattr(type(backlog), "__index__"):
-        raise TypeError(
-            f"backlog must be an integer or None, not {type(backlog).__name__}")
-    cdef object b = index(backlog)
-    if not -_INT_MAX - 1 <= b <= _INT_MAX:
-        raise OverflowError(f"backlog {b} does not fit in a C int")
-    return b
+    if type(backlog) is not int:
+        if isinstance(backlog, bool):
+            raise TypeError("backlog must be an integer or None, not bool")
+        backlog = index(backlog)     # the stdlib's TypeError for non-integers
+    v = PyLong_AsLongLongAndOverflow(backlog, &overflow)
+    if overflow != 0 or not LONG_MIN <= v <= LONG_MAX:
+        raise OverflowError("Python int too large to convert to C long")
+    if v > _INT_MAX:
+        raise OverflowError("signed integer is greater than maximum")
+    if v < -_INT_MAX - 1:
+        raise OverflowError("signed integer is less than minimum")
+    return v
 
 
 def plan_backlog(str rules, backlog, maximum):
     """Apply fastsock's backlog rules for the named rule set (one of ``RULES``)
     without touching a socket: returns ``(passed, effective, capacity, flags)``.
-    ``flags`` is a bit set of BACKLOG_TRUNCATED, BACKLOG_NEGATIVE and
-    BACKLOG_DEFAULTED.  For tests and documentation of every platform's rules.
+    ``flags`` is a bit set of BACKLOG_TRUNCATED, BACKLOG_NEGATIVE,
+    BACKLOG_DEFAULTED and BACKLOG_IDIOM (a request of BACKLOG_IDIOM_MIN or
+    more, or SOMAXCONN: "as large as possible", truncated without a warning).  For tests and documentation of every platform's rules.
     """
     cdef fs_backlog_plan_t plan
     if rules not in RULES:
         raise ValueError(f"unknown rule set {rules!r}; expected one of {RULES}")
     cdef bint defaulted = backlog is None
     cdef long long req = 0 if defaulted else _backlog_arg(backlog)
-    fs_backlog_plan(fs_backlog_rules_get(RULES.index(rules)), defaulted, req, maximum, &plan)
+    fs_backlog_plan(fs_backlog_rules_get(RULES.index(rules)), defaulted, req, maximum,
+                    FS_SOMAXCONN, &plan)
     return plan.passed, plan.effective, plan.capacity, plan.flags
 
 
@@ -282,6 +297,8 @@ cdef bint _is_unbound(int fd):
 
 cdef int _warn_backlog(const fs_backlog_rules *r, long long req, long long effective,
                        int flags, int stacklevel) except -1:
+    if flags & FS_BACKLOG_IDIOM:
+        flags &= ~FS_BACKLOG_TRUNCATED     # asked for the maximum: got it, no alarm
     if not flags & (FS_BACKLOG_NEGATIVE | FS_BACKLOG_TRUNCATED):
         return 0
     import warnings
@@ -334,7 +351,7 @@ cdef long long _listen(int fd, object backlog, int stacklevel) except -1:
     # elsewhere apply the live maximum ourselves.
     cdef long long maximum = r.storage_max if (FS_HAVE_TCP_INFO or FS_HAVE_SO_LISTENQLIMIT) \
         else fs_somaxconn(&source)
-    fs_backlog_plan(r, defaulted, req, maximum, &plan)
+    fs_backlog_plan(r, defaulted, req, maximum, FS_SOMAXCONN, &plan)
     # listen(2) and the read-back never wait: keep the GIL (see socket)
     rc = c_listen(fd, <int>plan.passed)
     err = errno
@@ -347,7 +364,7 @@ cdef long long _listen(int fd, object backlog, int stacklevel) except -1:
             plan.flags |= FS_BACKLOG_TRUNCATED
     elif maximum == r.storage_max:
         # no read-back for this socket (e.g. AF_UNIX on Linux): compute it
-        fs_backlog_plan(r, defaulted, req, fs_somaxconn(&source), &plan)
+        fs_backlog_plan(r, defaulted, req, fs_somaxconn(&source), FS_SOMAXCONN, &plan)
     _warn_backlog(r, req, plan.effective, plan.flags, stacklevel)
     return plan.effective
 

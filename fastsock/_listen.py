@@ -8,6 +8,7 @@ import time
 
 from fastsock import _core
 from fastsock._sock import socket
+from fastsock.errors import SocketError, _add_note
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ def listen(address: "Any", backlog: int | None = None, *, family: int | None = N
     ``reuse_port_lb`` (FreeBSD SO_REUSEPORT_LB), ``dualstack_ipv6``
     (IPV6_V6ONLY off), ``defer_accept`` seconds (Linux TCP_DEFER_ACCEPT; BSD
     accept filter "dataready"), ``fast_open`` queue length (TCP_FASTOPEN).
+    Errors are the typed ones of ``fastsock.errors``, with the failed call
+    and a hint as a PEP 678 note (``e.context()``, ``e.hint``).
     Corresponds to socket(2), setsockopt(2), bind(2), listen(2).
     """
     if family is None:
@@ -171,8 +174,10 @@ def listen(address: "Any", backlog: int | None = None, *, family: int | None = N
         if with_options:
             _options.apply_after_listen(sock, reuse_port=reuse_port, reuse_port_lb=reuse_port_lb,
                                         defer_accept=defer_accept, fast_open=fast_open)
-    except BaseException:
+    except BaseException as exc:
         sock.close()
+        if isinstance(exc, SocketError):
+            _add_note(exc)      # a fastsock-only entry point: the context is shown
         raise
     return sock
 

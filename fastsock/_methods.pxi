@@ -20,6 +20,8 @@ cdef object _std_init = None            # socket.socket.__init__ (the stdlib's P
 cdef object _std_py_close = None        # socket.socket.close (Python: _real_close)
 cdef object _std_close = _socket.socket.close          # the C close(2) method
 cdef object _std_bind = _socket.socket.bind
+cdef object _std_connect = _socket.socket.connect
+cdef object _std_connect_ex = _socket.socket.connect_ex
 
 
 def register_class(cls, tuple slots):
@@ -130,27 +132,35 @@ cdef int _attach(object self, int fd, int family, int type_, int proto) except -
 class SocketMethods:
     """The compiled methods of ``fastsock.socket`` (see fastsock/_sock.py)."""
 
-    def __init__(self, int family=-1, int type=-1, int proto=-1, fileno=None):
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         """Create the socket; the same arguments as ``socket.socket()``.
         Without ``fileno`` the descriptor comes from socket(2) with
-        SOCK_CLOEXEC and errors are typed (``fastsock.SocketError``
-        subclasses).  Availability: POSIX.
+        SOCK_CLOEXEC.  Errors are the stdlib's, typed (``fastsock.SocketError``
+        subclasses: ``NotSocketError`` for a ``fileno`` that is not a socket);
+        arguments the stdlib would reject are handed to its constructor, which
+        rejects them in its own words.  Availability: POSIX.
         """
-        cdef int fd
+        cdef int fd, fam, typ, pro
         _check_self(self, "__init__")
-        if fileno is None:
-            if family == -1:
-                family = AF_INET
-            if type == -1:
-                type = SOCK_STREAM
-            if proto == -1:
-                proto = 0
-            fd = _socket_fd(family, type, proto)
-            _attach(self, fd, family, type, proto)
+        if fileno is None and _c_int(family) and _c_int(type) and _c_int(proto):
+            fam = family
+            typ = type
+            pro = proto
+            if fam == -1:
+                fam = AF_INET
+            if typ == -1:
+                typ = SOCK_STREAM
+            if pro == -1:
+                pro = 0
+            fd = _socket_fd(fam, typ, pro)
+            _attach(self, fd, fam, typ, pro)
             _set_slot(self, _off_io_refs, "_io_refs", 0)
             _set_slot(self, _off_closed, "_closed", False)
         else:
-            _std_init(self, family, type, proto, fileno)
+            try:
+                _std_init(self, family, type, proto, fileno)
+            except OSError as exc:
+                raise _errors._retyped(exc, "socket", fileno) from None
         _set_slot(self, _off_backlog, "_backlog", None)
         _set_slot(self, _off_unix_owner, "_unix_owner", None)
         if fs_type_of(self) == <fs_type *><PyObject *>_FsSocket:
@@ -159,18 +169,37 @@ class SocketMethods:
     def bind(self, address):
         """Bind to ``address``.  Corresponds to bind(2).  Availability: POSIX."""
         cdef int fd, family
+        cdef sockaddr_storage ss
+        cdef socklen_t slen = 0
         _check_self(self, "bind")
         fd = _fd_of(self)
         family = _read_int(self, _off_family, "family")
         if _core_family(family):
-            if PySys_Audit("socket.bind", "OO", <PyObject *>self, <PyObject *>address) < 0:
-                _pending()
-            _bind(fd, family, address)
-            return
+            if _encode(family, address, &ss, &slen, "bind", True):
+                if PySys_Audit("socket.bind", "OO", <PyObject *>self, <PyObject *>address) < 0:
+                    _pending()
+                _bind_ss(fd, family, &ss, slen, address)
+                return
+            address = _stdlib_address(family, address)
         try:
             _std_bind(self, address)
         except OSError as exc:
             raise _errors._retyped(exc, "bind", fd, address) from None
+
+    def connect(self, address):
+        """Connect to ``address``, honouring the socket's timeout.
+        Corresponds to connect(2).  Availability: POSIX.
+        """
+        _check_self(self, "connect")
+        _connect_method(self, address, True)
+
+    def connect_ex(self, address):
+        """Like ``connect`` but return the errno (0 on success) instead of
+        raising for errors of connect(2) itself.  Corresponds to connect(2).
+        Availability: POSIX.
+        """
+        _check_self(self, "connect_ex")
+        return _connect_method(self, address, False)
 
     def listen(self, backlog=None):
         """Listen with fastsock's backlog contract; return the backlog in force.
@@ -239,6 +268,42 @@ class SocketMethods:
                 _close_listener(self)
             else:
                 _std_close(self)
+
+
+cdef inline bint _c_int(object v):
+    """``v`` is an int (or IntEnum) that fits a C int."""
+    cdef long long x
+    cdef int overflow = 0
+    if not PyLong_Check(v):
+        return False
+    x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    return overflow == 0 and -_INT_MAX - 1 <= x <= _INT_MAX
+
+
+cdef int _connect_method(object self, object address, bint raise_) except -1:
+    """connect / connect_ex: fastsock's connect(2) for the addresses its
+    encoder takes, the stdlib's method (typed errors) for the rest.  Either
+    way the socket is no longer a listener."""
+    cdef int fd, family
+    cdef sockaddr_storage ss
+    cdef socklen_t slen = 0
+    cdef str syscall = "connect" if raise_ else "connect_ex"
+    _set_slot(self, _off_backlog, "_backlog", None)
+    fd = _fd_of(self)
+    family = _read_int(self, _off_family, "family")
+    if _core_family(family):
+        if _encode(family, address, &ss, &slen, syscall, True):
+            if PySys_Audit("socket.connect", "OO", <PyObject *>self, <PyObject *>address) < 0:
+                _pending()
+            return _connect_ss(fd, &ss, slen, address, self.gettimeout(), raise_)
+        address = _stdlib_address(family, address)
+    try:
+        if raise_:
+            _std_connect(self, address)
+            return 0
+        return _std_connect_ex(self, address)
+    except OSError as exc:
+        raise _errors._retyped(exc, "connect", fd, address) from None
 
 
 cdef int _close_listener(object sock) except -1:

@@ -9,7 +9,6 @@ still raise typed errors.
 
 import os
 import socket as _std
-import sys
 
 from fastsock import _core
 from fastsock.errors import _retyped
@@ -20,10 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["socket", "AcceptQueue"]
 
-_CORE_FAMILIES = frozenset({_std.AF_INET, _std.AF_INET6, _std.AF_UNIX})
-_raw_family = _std._socket.socket.family.__get__  # type: ignore[attr-defined]  # the int, no IntEnum
 _getdefaulttimeout = _std.getdefaulttimeout
-_audit = sys.audit
+_std_repr = _std.socket.__repr__
+_OWN_PREFIX_LEN = len("<fastsock.socket")
 _C = _core.SocketMethods.__dict__
 
 
@@ -63,8 +61,9 @@ class socket(_std.socket):
     Same constructor as the stdlib's; the descriptor is created by socket(2)
     with SOCK_CLOEXEC and errors are typed (``fastsock.SocketError``
     subclasses, which are also the matching ``OSError`` builtins).
-    ``__init__``, ``bind``, ``listen``, ``accept``, ``accept_many`` and
-    ``close`` are compiled (fastsock/_methods.pxi).
+    ``__init__``, ``bind``, ``connect``, ``connect_ex``, ``listen``,
+    ``accept``, ``accept_many`` and ``close`` are compiled
+    (fastsock/_methods.pxi).
     """
 
     __slots__ = ("_backlog", "_unix_owner")
@@ -75,6 +74,8 @@ class socket(_std.socket):
         def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                      fileno: int | None = None) -> None: ...
         def bind(self, address: Any) -> None: ...
+        def connect(self, address: Any) -> None: ...
+        def connect_ex(self, address: Any) -> int: ...
         def listen(self, backlog: int | None = None) -> int: ...  # type: ignore[override]
         def accept(self) -> tuple[socket, Any]: ...
         def accept_many(self, max: int) -> list[tuple[socket, Any]]: ...
@@ -82,6 +83,8 @@ class socket(_std.socket):
     else:
         __init__ = _C["__init__"]
         bind = _C["bind"]
+        connect = _C["connect"]
+        connect_ex = _C["connect_ex"]
         listen = _C["listen"]
         accept = _C["accept"]
         accept_many = _C["accept_many"]
@@ -134,41 +137,27 @@ class socket(_std.socket):
                 pass        # EAGAIN ends the batch; a lasting error comes back next call
         return out
 
-    # -- connect ---------------------------------------------------------
+    # -- what stdlib code sees -------------------------------------------
 
-    def _connect_family(self, address: "Any") -> int | None:
-        """What connect and connect_ex do first: forget the backlog (not, or
-        no longer, a listener); for a family the core encodes, raise the
-        audit event and return the family; None: the stdlib path (whose
-        connect raises the event itself)."""
-        self._backlog = None
-        fam: int = _raw_family(self)
-        if fam in _CORE_FAMILIES:
-            _audit("socket.connect", self, address)
-            return fam
-        return None
+    def __repr__(self) -> str:
+        """The stdlib's repr, word for word: a ``fastsock.socket`` reads as
+        ``<socket.socket fd=...>`` as a stdlib socket would (the unclosed-socket
+        ResourceWarning quotes it, and warning filters written for the stdlib
+        match it); a subclass shows its own module and name, as with the
+        stdlib.  ``type(sock)`` tells fastsock's sockets apart."""
+        text: str = _std_repr(self)
+        if type(self) is socket:
+            return "<socket.socket" + text[_OWN_PREFIX_LEN:]
+        return text
 
-    def connect(self, address: "Any") -> None:
-        """Connect to ``address``, honouring the socket's timeout.
-        Corresponds to connect(2).  Availability: POSIX.
-        """
-        fam = self._connect_family(address)
-        if fam is not None:
-            _core.connect(self.fileno(), fam, address, self.gettimeout())
-            return
+    def dup(self) -> "socket":
+        """A new socket object on a duplicate of the descriptor (dup(2)), with
+        the same timeout: the stdlib's own method, its errors typed.
+        Availability: POSIX."""
         try:
-            super().connect(address)
+            return super().dup()
         except OSError as exc:
-            raise _retyped(exc, "connect", self.fileno(), address) from None
-
-    def connect_ex(self, address: "Any") -> int:
-        """Like ``connect`` but return the errno (0 on success).
-        Corresponds to connect(2).  Availability: POSIX.
-        """
-        fam = self._connect_family(address)
-        if fam is not None:
-            return int(_core.connect_ex(self.fileno(), fam, address, self.gettimeout()))
-        return super().connect_ex(address)
+            raise _retyped(exc, "dup", self.fileno()) from None
 
     # -- AF_UNIX path ownership (set by fastsock.listen) -------------------
 
@@ -210,6 +199,7 @@ AcceptQueue.__module__ = "fastsock"
 
 _core.register_class(socket, (("_io_refs", 0), ("_closed", False), ("_backlog", None),
                                  ("_unix_owner", None)))
-for _method in ("__init__", "bind", "listen", "accept", "accept_many", "close"):
+for _method in ("__init__", "bind", "connect", "connect_ex", "listen", "accept",
+                "accept_many", "close"):
     getattr(socket, _method).__qualname__ = f"socket.{_method}"
 del _method

@@ -5,9 +5,13 @@ A failed socket(2), bind(2), listen(2), accept(2) or connect(2) raises the
 the compiled core uses).  Each is an ``OSError`` with ``errno``/``strerror`` set and
 also the PEP 3151 builtin CPython maps that errno to, so ``except OSError``,
 ``except ConnectionRefusedError`` and ``e.errno == errno.EADDRINUSE`` work as with
-the stdlib.  Instances also carry ``syscall``, ``address``, ``fd`` and ``backlog``::
+the stdlib, and ``str(e)``/``e.args`` are the stdlib's own (``[Errno 98] Address
+already in use``).  Instances also carry ``syscall``, ``address``, ``fd``,
+``backlog`` and a ``hint``; ``set_error_notes(True)`` (or
+``FASTSOCK_ERROR_NOTES=1``) shows them as a PEP 678 note under the traceback::
 
-    [Errno 98] Address already in use: bind(('127.0.0.1', 8080))
+    fastsock.errors.AddressInUseError: [Errno 98] Address already in use
+    bind(('127.0.0.1', 8080)): another socket is bound to this address and port ...
 
 Accept sorting.  What accept(2) returns falls into three kinds.  Retry-now errors
 (ECONNABORTED, EPERM from a firewall, and the network errors accept(2) says to
@@ -32,6 +36,7 @@ clause per kind (the same errnos from bind or connect are not)::
         handle(conn, addr)
 """
 
+import _socket
 import _thread
 import errno as _errno
 import os
@@ -62,7 +67,7 @@ __all__ = [
     "AcceptNetworkUnreachableError", "AcceptTooManyOpenFilesError",
     "AcceptSystemFileTableFullError", "AcceptNoBufferSpaceError", "AcceptOutOfMemoryError",
     "InvalidPortError", "UnsupportedOptionError", "BacklogWarning", "BacklogTruncatedWarning",
-    "make_error", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
+    "make_error", "set_error_notes", "error_notes", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
     "ACCEPT_CAPACITY_ERRNOS",
 ]
 
@@ -70,28 +75,50 @@ __all__ = [
 class SocketError(OSError):
     """Base of every errno error fastsock raises; also the class of unknown errnos.
 
-    Constructed positionally like ``OSError`` (``SocketError(errno, strerror)``).
-    The context attributes, ``None`` when unknown, are set by ``make_error``:
-    ``syscall`` ("socket", "bind", "listen", "accept", "connect", ...),
-    ``address``, ``fd`` and ``backlog``.  No ``__init__``: that keeps the
-    construction on accept's error path at C speed.
+    Constructed positionally like ``OSError`` (``SocketError(errno, strerror)``),
+    and ``str()``, ``args``, ``errno`` and ``strerror`` are exactly what the
+    stdlib's exception for the same failure shows: code written for the stdlib
+    sees no difference.  fastsock's context lives in attributes, ``None`` when
+    unknown, set by ``make_error``: ``syscall`` ("socket", "bind", "listen",
+    "accept", "connect", ...), ``address``, ``fd``, ``backlog`` (the backlog
+    requested) and ``effective_backlog`` (the one in force, where known);
+    ``hint`` says what usually causes the errno for that call and what to do.
+    ``context()`` gives them as one line, e.g. ``bind(('127.0.0.1', 8080))``.
+    No note (PEP 678) is attached unless asked for: see ``set_error_notes``.
+    No ``__init__``: that keeps the construction on accept's error path at C
+    speed.
     """
 
     syscall: str | None = None
     address: object = None
     fd: int | None = None
     backlog: int | None = None
+    effective_backlog: int | None = None
 
-    def __str__(self) -> str:
-        if self.errno is None or self.syscall is None:
-            return super().__str__()
+    @property
+    def hint(self) -> str | None:
+        """What usually causes this errno from this call, and what to do about
+        it; ``None`` where fastsock knows nothing to add."""
+        if self.errno is None:
+            return None
+        return _hint(self.errno, self.syscall)
+
+    def context(self) -> str:
+        """The call that failed and its argument, as one line:
+        ``bind(('127.0.0.1', 8080))``, ``listen(fd=4, backlog=128)``, ... ("" when
+        unknown).  What the opt-in note (``set_error_notes``) shows, with the
+        hint."""
+        if self.syscall is None:
+            return ""
         if self.address is not None:
             where = repr(self.address)
         elif self.fd is not None:
             where = f"fd={self.fd}"
         else:
             where = ""
-        return f"[Errno {self.errno}] {self.strerror}: {self.syscall}({where})"
+        if self.backlog is not None:
+            where = f"{where}, backlog={self.backlog}" if where else f"backlog={self.backlog}"
+        return f"{self.syscall}({where})"
 
 
 class SocketTimeout(SocketError, TimeoutError):
@@ -347,7 +374,9 @@ else:
             """EISDIR: bind (BSD, POSIX: empty AF_UNIX path or a directory)."""
 
         class NameTooLongError(SocketError):
-            """ENAMETOOLONG: bind, connect (AF_UNIX path longer than sockaddr_un holds)."""
+            """ENAMETOOLONG: bind, connect (a component of the AF_UNIX path is longer than the
+            file system allows).  A path too long for sockaddr_un never reaches the kernel:
+            that is the stdlib's ``OSError("AF_UNIX path too long")``, without an errno."""
 
         class SymlinkLoopError(SocketError):
             """ELOOP: bind, connect (too many symbolic links in the AF_UNIX path)."""
@@ -472,6 +501,7 @@ _BY_ERRNO: dict[int, type[SocketError]] = {}
 _BY_SYSCALL_ERRNO: dict[tuple[str | None, int], type[SocketError]] = {}
 _STRERROR: dict[int, str] = {}      # os.strerror() costs ~0.4 us; make_error looks up here
 _EADDRINUSE = _errno.EADDRINUSE
+_socket_gaierror, _socket_herror = _socket.gaierror, _socket.herror
 _publishing = _thread.allocate_lock()
 
 
@@ -534,15 +564,105 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
+# ---- context as a PEP 678 note: opt-in ----------------------------------------
+#
+# pytest's raises(match=) matches str(e) joined with the notes, so a note on an
+# error of the stdlib surface is something stdlib-written code can observe:
+# none is added unless the user asks (FASTSOCK_ERROR_NOTES=1 in the environment,
+# or set_error_notes(True)).  fastsock's own entry points (fastsock.listen, the
+# command line) always add theirs.
+
+_notes_on = os.environ.get("FASTSOCK_ERROR_NOTES", "") not in ("", "0")
+
+
+def set_error_notes(enabled: bool) -> bool:
+    """Add (``True``) or stop adding (``False``) fastsock's context to the errno
+    errors of the stdlib surface as a PEP 678 note, shown under the traceback::
+
+        fastsock.errors.AddressInUseError: [Errno 98] Address already in use
+        bind(('127.0.0.1', 8080)): another socket is bound to this address ...
+
+    Off by default (``FASTSOCK_ERROR_NOTES=1`` in the environment turns it on at
+    import), because a note changes what ``pytest.raises(match=)`` sees.
+    Returns the previous setting.  The context is always in the exception's
+    attributes (``syscall``, ``address``, ``fd``, ``backlog``, ``hint``).
+    """
+    global _notes_on
+    before, _notes_on = _notes_on, bool(enabled)
+    return before
+
+
+def error_notes() -> bool:
+    """Whether errno errors carry fastsock's context as a PEP 678 note
+    (``set_error_notes``)."""
+    return _notes_on
+
+
+def _note(e: SocketError) -> str:
+    where, hint = e.context(), e.hint
+    if hint is None:
+        return where
+    return f"{where}: {hint}" if where else hint
+
+
+def _add_note(e: SocketError) -> None:
+    """Add the context note to ``e`` unless it has it already (fastsock-only
+    entry points always show it)."""
+    note = _note(e)
+    if note and note not in getattr(e, "__notes__", ()):
+        e.add_note(note)
+
+
+# errno name, syscall or None for any -> hint (the first match wins)
+_HINTS = (
+    ("EADDRINUSE", "bind", "another socket is bound to this address and port (a server, or "
+     "connections in TIME_WAIT when SO_REUSEADDR is not set); stop it or pick another port"),
+    ("EADDRINUSE", "listen", "another socket already listens on this port"),
+    ("EADDRINUSE", "connect", "no free local port for this destination"),
+    ("EADDRNOTAVAIL", "bind", "the address is not one of this host's (see `ip addr`)"),
+    ("EADDRNOTAVAIL", "connect", "no free local port for this destination (ephemeral range "
+     "exhausted: net.ipv4.ip_local_port_range)"),
+    ("EACCES", "bind", "ports below net.ipv4.ip_unprivileged_port_start (1024) need "
+     "CAP_NET_BIND_SERVICE; an AF_UNIX path needs write permission on its directory"),
+    ("EACCES", "connect", "an AF_UNIX path needs write permission on the socket file"),
+    ("EMFILE", None, "the process is out of file descriptors: raise RLIMIT_NOFILE "
+     "(ulimit -n) or close some"),
+    ("ENFILE", None, "the system's open-file table is full (fs.file-max)"),
+    ("ENOBUFS", None, "the kernel is short of socket memory"),
+    ("ENOMEM", None, "the kernel is short of memory"),
+    ("ECONNREFUSED", "connect", "nothing listens at that address and port"),
+    ("ETIMEDOUT", "connect", "the peer did not answer"),
+    ("EOPNOTSUPP", "listen", "only stream sockets (SOCK_STREAM, SOCK_SEQPACKET) listen"),
+    ("EINVAL", "listen", "the socket is connected or shut down"),
+    ("EINVAL", "accept", "the socket does not listen: call listen() first"),
+    ("EINVAL", "bind", "the socket is already bound, or the address does not fit the family"),
+    ("EBADF", None, "the socket is closed"),
+    ("ENOTSOCK", None, "the descriptor is not a socket"),
+    ("ENOENT", "bind", "a directory of the AF_UNIX path does not exist"),
+    ("ENOENT", "connect", "nothing exists at the AF_UNIX path"),
+    ("EAFNOSUPPORT", None, "the address is not of the socket's family"),
+)
+
+
+def _hint(errnum: int, syscall: str | None) -> str | None:
+    name = _errno.errorcode.get(errnum)
+    for n, call, text in _HINTS:
+        if n == name and (call is None or call == syscall):
+            return text
+    return None
+
+
 def make_error(errnum: int, syscall: str | None, *, fd: int | None = None,
                address: object = None, backlog: int | None = None,
-               unbound: bool = False) -> SocketError:
+               unbound: bool = False, note: bool | None = None) -> SocketError:
     """The exception for ``errnum`` returned by ``syscall``, to be raised by the caller.
 
     The class comes from ``SYSCALL_ERRNO_CLASSES`` (accept sorting), then
-    ``ERRNO_CLASSES``, else plain ``SocketError``.  ``unbound=True`` says the socket
+    ``ERRNO_CLASSES``, else plain ``SocketError``; ``args`` are
+    ``(errnum, strerror)``, as the stdlib's.  ``unbound=True`` says the socket
     had no address before the call: EADDRINUSE from listen then means no free
-    ephemeral port, an ``EphemeralPortsExhaustedError``.
+    ephemeral port, an ``EphemeralPortsExhaustedError``.  ``note``: add the
+    context as a PEP 678 note (``None``: as ``set_error_notes`` says).
     """
     if not _BY_ERRNO:
         _create_errno_classes()
@@ -551,13 +671,29 @@ def make_error(errnum: int, syscall: str | None, *, fd: int | None = None,
         cls = EphemeralPortsExhaustedError
     e = cls(errnum, _STRERROR.get(errnum) or os.strerror(errnum))
     e.syscall, e.address, e.fd, e.backlog = syscall, address, fd, backlog
+    if _notes_on if note is None else note:
+        _add_note(e)
     return e
 
 
 def _retyped(exc: OSError, syscall: str, fd: int | None = None,
              address: object = None) -> OSError:
-    """The typed error for an OSError a stdlib call raised (itself if it has
-    no errno, e.g. a timeout), for the paths that fall back to the stdlib."""
-    if exc.errno is None:
+    """The typed error for an OSError a stdlib call raised, for the paths that
+    fall back to the stdlib: the class for its errno with the very same
+    ``args`` (so ``str``, ``errno``, ``strerror`` and ``filename`` stay the
+    stdlib's).  Returned unchanged: an error without an errno (e.g. "AF_UNIX
+    path too long", a timeout), one already typed, and the ``gaierror`` /
+    ``herror`` of name resolution, whose errno is not an errno."""
+    if exc.errno is None or isinstance(exc, (SocketError, _socket_gaierror, _socket_herror)):
         return exc
-    return make_error(exc.errno, syscall, fd=fd, address=address)
+    if not _BY_ERRNO:
+        _create_errno_classes()
+    cls = _BY_SYSCALL_ERRNO.get((syscall, exc.errno)) or _BY_ERRNO.get(exc.errno, SocketError)
+    if exc.filename is None and exc.filename2 is None:
+        e = cls(*exc.args)
+    else:       # OSError keeps the file names out of args
+        e = cls(exc.errno, exc.strerror, exc.filename, None, exc.filename2)
+    e.syscall, e.address, e.fd = syscall, address, fd
+    if _notes_on:
+        _add_note(e)
+    return e

@@ -13,6 +13,7 @@ import copy
 import errno
 import os
 import pickle
+import subprocess
 import socket
 import sys
 import warnings
@@ -240,7 +241,8 @@ def test_ephemeral_ports_exhausted():
     e = make_error(errno.EADDRINUSE, "listen", fd=4, unbound=True)
     assert type(e) is EphemeralPortsExhaustedError
     assert isinstance(e, AddressInUseError) and e.errno == errno.EADDRINUSE
-    assert str(e) == f"[Errno {errno.EADDRINUSE}] {os.strerror(errno.EADDRINUSE)}: listen(fd=4)"
+    assert str(e) == f"[Errno {errno.EADDRINUSE}] {os.strerror(errno.EADDRINUSE)}"
+    assert e.context() == "listen(fd=4)"
     assert type(make_error(errno.EADDRINUSE, "listen", fd=4)) is AddressInUseError
     assert type(make_error(errno.EADDRINUSE, "bind", unbound=True)) is AddressInUseError
     assert type(make_error(errno.EBADF, "listen", unbound=True)) is errors.BadDescriptorError
@@ -296,35 +298,71 @@ def test_accept_loop_clauses():
 
 # ---- str ----------------------------------------------------------------------
 
-def test_str_formats():
+def test_str_is_the_stdlibs_and_context_is_apart():
+    """str() and args are exactly OSError's; the call that failed is in
+    ``context()`` and the attributes, never in the message."""
     e = make_error(errno.EADDRINUSE, "bind", address=("127.0.0.1", 8080), fd=3)
-    assert str(e) == f"[Errno {errno.EADDRINUSE}] {os.strerror(errno.EADDRINUSE)}: " \
-                     "bind(('127.0.0.1', 8080))"
-    assert str(make_error(errno.EBADF, "listen", fd=5)) == \
-        f"[Errno {errno.EBADF}] {os.strerror(errno.EBADF)}: listen(fd=5)"
-    assert str(make_error(errno.EBADF, "listen")) == \
-        f"[Errno {errno.EBADF}] {os.strerror(errno.EBADF)}: listen()"
-    assert str(make_error(errno.EBADF, None, fd=5)) == \
-        f"[Errno {errno.EBADF}] {os.strerror(errno.EBADF)}"
-    assert str(make_error(errno.EROFS, "bind", address=b"/ro/sock")) == \
-        f"[Errno {errno.EROFS}] {os.strerror(errno.EROFS)}: bind(b'/ro/sock')"
-    assert str(make_error(errno.ENAMETOOLONG, "bind", address="/x" * 100)).endswith(
-        f": bind({'/x' * 100!r})")
+    assert str(e) == str(OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE)))
+    assert repr(e) == f"AddressInUseError({errno.EADDRINUSE}, {os.strerror(errno.EADDRINUSE)!r})"
+    assert not hasattr(e, "__notes__")
+    assert e.context() == "bind(('127.0.0.1', 8080))"
+    assert make_error(errno.EBADF, "listen", fd=5).context() == "listen(fd=5)"
+    assert make_error(errno.EBADF, "listen", fd=5, backlog=7).context() == \
+        "listen(fd=5, backlog=7)"
+    assert make_error(errno.EBADF, "listen").context() == "listen()"
+    assert make_error(errno.EBADF, None, fd=5).context() == ""
+    assert make_error(errno.EROFS, "bind", address=b"/ro/sock").context() == "bind(b'/ro/sock')"
 
 
-def test_positional_construction_like_oserror():
-    e = SocketError(errno.EADDRINUSE, "Address already in use")
-    assert e.args == (errno.EADDRINUSE, "Address already in use")
-    assert (e.errno, e.strerror) == (errno.EADDRINUSE, "Address already in use")
-    assert (e.syscall, e.address, e.fd, e.backlog) == (None, None, None, None)
-    assert str(e) == str(OSError(errno.EADDRINUSE, "Address already in use"))
-    assert str(SocketError("plain message")) == "plain message"
-    f = SocketError(errno.ENOENT, "No such file or directory", "/tmp/x.sock")
-    assert f.filename == "/tmp/x.sock" and str(f) == str(
-        OSError(errno.ENOENT, "No such file or directory", "/tmp/x.sock"))
-    g = errors.AddressInUseError(errno.EADDRINUSE, "x")
-    g.syscall, g.address = "bind", ("h", 1)
-    assert str(g) == f"[Errno {errno.EADDRINUSE}] x: bind(('h', 1))"
+def test_hints():
+    assert "CAP_NET_BIND_SERVICE" in make_error(errno.EACCES, "bind").hint
+    assert "RLIMIT_NOFILE" in make_error(errno.EMFILE, "accept").hint
+    assert "listen() first" in make_error(errno.EINVAL, "accept").hint
+    assert make_error(errno.EIO, "bind").hint is None
+    assert SocketError("no errno").hint is None
+
+
+def test_notes_are_opt_in():
+    """pytest's raises(match=) reads str(e) joined with the notes: none by
+    default; set_error_notes(True) adds the context and the hint as one."""
+    assert errors.error_notes() is False          # FASTSOCK_ERROR_NOTES is unset in tests
+    assert not hasattr(make_error(errno.EADDRINUSE, "bind", address=("h", 1)), "__notes__")
+    before = errors.set_error_notes(True)
+    try:
+        e = make_error(errno.EADDRINUSE, "bind", address=("h", 1))
+        assert e.__notes__ == [f"bind(('h', 1)): {e.hint}"]
+        r = errors._retyped(OSError(errno.EBADF, "Bad file descriptor"), "listen", 4)
+        assert r.__notes__ == ["listen(fd=4): the socket is closed"]
+    finally:
+        errors.set_error_notes(before)
+    assert not hasattr(make_error(errno.EADDRINUSE, "bind"), "__notes__")
+    assert make_error(errno.EIO, "bind", fd=1, note=True).__notes__ == ["bind(fd=1)"]
+
+
+def test_notes_switched_on_by_the_environment():
+    code = ("import errno, fastsock.errors as E; "
+            "print(E.error_notes(), E.make_error(errno.EBADF, 'listen', fd=4).__notes__)")
+    for value, want in (("1", "True ['listen(fd=4): the socket is closed']"),):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "FASTSOCK_ERROR_NOTES": value}, timeout=60)
+        assert r.stdout.strip() == want, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import fastsock.errors as E; print(E.error_notes())"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "FASTSOCK_ERROR_NOTES": "0"})
+    assert r.stdout.strip() == "False", r.stderr
+
+
+def test_retyped_keeps_the_stdlib_args():
+    std = OSError(errno.EADDRINUSE, "Address already in use (while attempting to bind on "
+                  "address ('127.0.0.1', 1))")
+    e = errors._retyped(std, "bind")
+    assert type(e) is AddressInUseError and e.args == std.args and str(e) == str(std)
+    f = OSError(errno.ENOENT, "No such file or directory", "/x", None, "/y")
+    g = errors._retyped(f, "bind")
+    assert (g.filename, g.filename2, str(g)) == ("/x", "/y", str(f))
+    for unchanged in (OSError("AF_UNIX path too long"), socket.gaierror(-2, "Name"),
+                      socket.herror(1, "host"), TimeoutError("timed out"), e):
+        assert errors._retyped(unchanged, "connect") is unchanged
 
 
 # ---- pickle and copy ----------------------------------------------------------
@@ -370,7 +408,7 @@ def test_direct_construction_of_every_class():
         assert (e.syscall, e.address, e.fd, e.backlog) == (None, None, None, None)
         e.syscall, e.fd = "bind", 1
         assert isinstance(e, cls) and e.errno == errno.EIO and e.args == (errno.EIO, "x")
-        assert str(e) == f"[Errno {errno.EIO}] x: bind(fd=1)"
+        assert str(e) == f"[Errno {errno.EIO}] x" and e.context() == "bind(fd=1)"
         assert type(pickle.loads(pickle.dumps(e))) is cls
 
 

@@ -258,7 +258,7 @@ def test_bind_errors_leave_no_descriptor(env):
         (lambda: _core.bind(env.pipe[0], S.AF_INET, ("127.0.0.1", 0)), E.NotSocketError),
         (unix(lambda s: s.bind(missing)), E.PathNotFoundError),
         (unix(lambda s: s.bind(str(env.regular))), E.AddressInUseError),
-        (unix(lambda s: s.bind("/" + "x" * 200)), E.NameTooLongError),
+        (unix(lambda s: s.bind("/" + "x" * 200)), OSError),  # "AF_UNIX path too long"
         (unix(lambda s: s.bind("a\0b")), ValueError),
         (tcp(lambda s: s.bind(("127.0.0.1", 70000))), E.InvalidPortError),
         (tcp(lambda s: s.bind(("127.0.0.1",))), TypeError),
