@@ -142,10 +142,8 @@ class SocketMethods:
         """
         cdef int fd, fam, typ, pro
         _check_self(self, "__init__")
-        if fileno is None and _c_int(family) and _c_int(type) and _c_int(proto):
-            fam = family
-            typ = type
-            pro = proto
+        if (fileno is None and _int_arg(family, &fam) and _int_arg(type, &typ)
+                and _int_arg(proto, &pro)):
             if fam == -1:
                 fam = AF_INET
             if typ == -1:
@@ -270,14 +268,24 @@ class SocketMethods:
                 _std_close(self)
 
 
-cdef inline bint _c_int(object v):
-    """``v`` is an int (or IntEnum) that fits a C int."""
-    cdef long long x
+cdef object _MINUS_ONE = -1      # the constructor's defaults (a cached small int)
+
+
+cdef inline bint _int_arg(object v, int *out) noexcept:
+    """``v`` as a C int into ``out``: an int (or IntEnum) that fits; False for
+    anything else (the stdlib's constructor then rejects it in its words)."""
+    cdef long x
     cdef int overflow = 0
+    if v is _MINUS_ONE:
+        out[0] = -1
+        return True
     if not PyLong_Check(v):
         return False
-    x = PyLong_AsLongLongAndOverflow(v, &overflow)
-    return overflow == 0 and -_INT_MAX - 1 <= x <= _INT_MAX
+    x = PyLong_AsLongAndOverflow(v, &overflow)
+    if overflow != 0 or x < -_INT_MAX - 1 or x > _INT_MAX:
+        return False
+    out[0] = <int>x
+    return True
 
 
 cdef int _connect_method(object self, object address, bint raise_) except -1:
