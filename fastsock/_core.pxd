@@ -69,6 +69,8 @@ cdef extern from "fs_platform.h" nogil:
     const int EISCONN
     const int EADDRINUSE
     const int ECONNRESET
+    const int EINVAL
+    const int EOPNOTSUPP
 
     const int FS_GIL_DISABLED
     int fs_load_acquire "FS_ATOMIC_LOAD_ACQUIRE"(int *p)

@@ -392,9 +392,16 @@ def effective_backlog(int fd):
 # ---- accept ------------------------------------------------------------------
 
 cdef int _accept_one(int fd, double t, sockaddr_storage *ss, socklen_t *slen) except -1:
-    """One accept4(2) with the socket's timeout; returns the new descriptor."""
+    """One accept4(2) with the socket's timeout; returns the new descriptor.
+
+    With a timeout, accept4 comes first (a queued connection costs no poll),
+    poll(2) after EAGAIN.  The stdlib polls first, which shows on a socket
+    that does not listen (EINVAL, EOPNOTSUPP): it waits for the timeout and
+    raises ``timed out``; so on those errnos this waits as it would, then
+    accepts once more and raises what that gives."""
     cdef int nfd, err
     cdef double deadline = -1.0
+    cdef bint waited = False
     while True:
         slen[0] = sizeof(sockaddr_storage)
         with nogil:
@@ -404,9 +411,11 @@ cdef int _accept_one(int fd, double t, sockaddr_storage *ss, socklen_t *slen) ex
             return nfd
         if err == EINTR:
             PyErr_CheckSignals()
-        elif t > 0 and (err == EAGAIN or err == EWOULDBLOCK):
+        elif t > 0 and (err == EAGAIN or err == EWOULDBLOCK
+                        or (not waited and (err == EINVAL or err == EOPNOTSUPP))):
             if deadline < 0:
                 deadline = _monotonic() + t
+            waited = True
             _wait(fd, POLLIN, deadline, "accept")
         else:
             _fail(err, "accept", fd)

@@ -1180,3 +1180,32 @@ def test_bind_by_name_resolves_as_the_stdlib():
         s.bind(("localhost", 0))
         f.bind(("localhost", 0))
         assert s.getsockname()[0] == f.getsockname()[0]
+
+
+@pytest.mark.parametrize("kind", ["tcp client", "unix datagram", "unconnected tcp"])
+def test_accept_with_timeout_on_a_non_listener_as_the_stdlib(kind):
+    """The stdlib polls before accept when the socket has a timeout: on a socket
+    that does not listen it waits and times out (or fails as accept then does)."""
+    def make(sm):
+        if kind == "unix datagram":
+            a, b = sm.socketpair(sm.AF_UNIX, sm.SOCK_DGRAM)
+            b.close()
+            return a, []
+        s = sm.socket()
+        if kind == "unconnected tcp":
+            return s, []
+        lst = sm.create_server(("127.0.0.1", 0))
+        s.connect(lst.getsockname())
+        return s, [lst]
+    seen = []
+    for sm in (socket, fastsock):
+        s, keep = make(sm)
+        with s:
+            s.settimeout(0.05)
+            with pytest.raises(OSError) as info:
+                s.accept()
+            seen.append(info.value)
+        for k in keep:
+            k.close()
+    std, ours = seen
+    assert isinstance(ours, type(std)) and (str(ours), ours.args) == (str(std), std.args)
