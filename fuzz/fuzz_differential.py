@@ -43,12 +43,12 @@ def TestOneInput(data: bytes) -> None:
 
     n = fdp.ConsumeIntInRange(1, MAX_OPS)
     ops: list = []
+    inner = D.sequence(choose, n)
 
     def build(families):
-        if len(ops) >= n or fdp.remaining_bytes() == 0:
-            return None
-        op = D.build_op(choose, families)
-        ops.append(op)
+        op = inner(families)
+        if op is not None:
+            ops.append(op)
         return op
 
     before = D.fd_count()

@@ -380,6 +380,52 @@ def build_op(choose, families: list[int]) -> tuple:
             choose([(), (choose(TIMEOUTS),)]), {})
 
 
+def _conn(fam, typ, bind_addr, conn_addr, accept=True) -> list:
+    ops = [("new", (fam, typ), {}), ("m", 0, "bind", (bind_addr,))]
+    if typ == SOCK_STREAM:
+        ops.append(("m", 0, "listen", (8,)))
+    ops += [("new", (fam, typ), {}), ("m", 1, "connect", (conn_addr,))]
+    if typ == SOCK_STREAM and accept:
+        ops.append(("m", 0, "accept", ()))
+    ops.append(("m", 1, "send", (b"ping",)))     # something for a recv to read
+    return ops
+
+
+PRELUDES = {
+    "none": [],
+    "tcp4": _conn(AF_INET, SOCK_STREAM, ("127.0.0.1", 0), ("127.0.0.1", Ref("lport", 0))),
+    "tcp6": _conn(AF_INET6, SOCK_STREAM, ("::1", 0), ("::1", Ref("lport", 0))),
+    "tcp4-pending": _conn(AF_INET, SOCK_STREAM, ("127.0.0.1", 0),
+                          ("127.0.0.1", Ref("lport", 0)), accept=False),
+    "unix": _conn(AF_UNIX, SOCK_STREAM, Ref("path", "l"), Ref("path", "l")),
+    "unix-abstract": _conn(AF_UNIX, SOCK_STREAM, Ref("abstract", b"l"), Ref("abstract", b"l")),
+    "udp4": _conn(AF_INET, SOCK_DGRAM, ("127.0.0.1", 0), ("127.0.0.1", Ref("lport", 0))),
+    "udp6": _conn(AF_INET6, SOCK_DGRAM, ("::1", 0), ("::1", Ref("lport", 0))),
+    "pair": [("socketpair", (), {}), ("m", 1, "sendall", (b"ping" * 100,))],
+    "dgram-pair": [("socketpair", (AF_UNIX, SOCK_DGRAM), {}), ("m", 0, "send", (b"a",)),
+                   ("m", 0, "send", (b"bc",))],
+    "create": [("create_server", (("127.0.0.1", 0),), {}),
+               ("create_connection", (("127.0.0.1", Ref("lport", 0)), 1.0), {}),
+               ("m", 0, "accept", ())],
+}
+
+
+def sequence(choose, n: int):
+    """A ``build(families)`` for run_sequence: a prelude (a listener with a
+    connection, a socketpair, ... or nothing), then ``n`` generated calls."""
+    pending = list(PRELUDES[choose(sorted(PRELUDES))])
+    count = [0]
+
+    def build(families):
+        if pending:
+            return pending.pop(0)
+        if count[0] >= n:
+            return None
+        count[0] += 1
+        return build_op(choose, families)
+    return build
+
+
 def new_families(op: tuple) -> int | None:
     """The family a socket-making op asks for (to target later ops)."""
     name, args, kw = op[0], op[1], op[2] if len(op) > 2 else {}
@@ -534,9 +580,13 @@ def call(world: World, op: tuple):
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         try:
-            value = fn()
-            kind = "ok"
-        except Blocked as e:
+            try:
+                value = fn()
+                kind = "ok"
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+        except Blocked as e:          # also when the timer fired in the finally
             value, kind = e, "blocked"
         except Exception as e:  # noqa: BLE001  (any exception is an outcome)
             value, kind = e, "exc"
@@ -547,9 +597,6 @@ def call(world: World, op: tuple):
                 if x is not None:
                     x.__traceback__ = None
             del e
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
     if kind == "ok":
         if op[0] == "m" and op[2] == "detach" and isinstance(value, int) and value >= 0:
             world.raw_fds.append(value)
@@ -578,10 +625,19 @@ def call(world: World, op: tuple):
 
 
 def _fds() -> set[int]:
+    """Open descriptors (not the one listdir used for the listing)."""
     try:
-        return {int(f) for f in os.listdir("/proc/self/fd")}
+        listed = [int(f) for f in os.listdir("/proc/self/fd")]
     except OSError:
         return set()
+    out = set()
+    for fd in listed:
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        out.add(fd)
+    return out
 
 
 def exc_view(world: World, e: BaseException) -> dict:
@@ -852,7 +908,7 @@ def _differ(op, what, s_res, f_res, s_out, f_out, on_diff, fatal=True) -> None:
 
 
 def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+    return len(_fds())
 
 
 def run_sequence(build, on_diff=None) -> None:
