@@ -27,6 +27,8 @@ for _p in (os.path.join(HERE, "..", "tests"), HERE):
         sys.path.insert(0, _p)
         break
 
+from _lo import lo_up  # noqa: E402
+
 with atheris.instrument_imports():
     import fastsock  # noqa: F401
     import _differential as D
@@ -63,6 +65,7 @@ def TestOneInput(data: bytes) -> None:
 
 
 def main() -> None:
+    lo_up()
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

@@ -72,7 +72,7 @@ say "fastsock built by $CC_FUZZ with: $sanflags"
 CORPUS=$WORK/corpus ART=$WORK/artifacts
 mkdir -p "$CORPUS" "$ART" "$WORK/corpus-diff"
 cp fuzz/corpus/* "$CORPUS"/ 2>/dev/null || true
-cp fuzz/fuzz_core.py fuzz/fuzz_differential.py tests/_differential.py "$WORK"/
+cp fuzz/fuzz_core.py fuzz/fuzz_differential.py fuzz/_lo.py tests/_differential.py "$WORK"/
 
 export FUZZ_RESOLVE=0
 netns=()
