@@ -84,11 +84,12 @@ if [[ $(uname -s) == Linux && $(id -u) == 0 ]] && command -v unshare >/dev/null 
 fi
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
-# fuzz_target SCRIPT SECONDS CORPUS
+# fuzz_target SCRIPT SECONDS CORPUS [LIBFUZZER-OPTION...]
 fuzz_target() {
     local script=$1 secs=$2 corpus=$3 rc=0 log=$WORK/${1%.py}.log
+    shift 3
     local run=("${netns[@]}" "$VPY" "$WORK/$script" -max_total_time="$secs" -timeout=20
-               -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ART/" "$corpus")
+               -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ART/" "$@" "$corpus")
     say "fuzzing $script for $secs s: ${run[*]}"
     (cd "$WORK" && timeout --kill-after=30 $((secs + 120)) "${run[@]}") >"$log" 2>&1 || rc=$?
     grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$log" | tail -80
@@ -105,4 +106,6 @@ fuzz_target() {
 fuzz_target fuzz_core.py "$SECONDS_TO_FUZZ" "$CORPUS"
 # the differential target (stdlib vs fastsock, tests/_differential.py): the
 # fuzz step's bound (600 s in .ci/run) holds both runs and the build
-fuzz_target fuzz_differential.py "${FUZZ_DIFF_SECONDS:-$SECONDS_TO_FUZZ}" "$WORK/corpus-diff"
+# (inputs of a few hundred bytes from the start: each call takes several)
+fuzz_target fuzz_differential.py "${FUZZ_DIFF_SECONDS:-$SECONDS_TO_FUZZ}" "$WORK/corpus-diff" \
+    -len_control=0 -max_len=1024
