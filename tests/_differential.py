@@ -683,6 +683,8 @@ def outcome(world: World, res, op=None) -> tuple:
     if (kind == "ok" and op is not None and op[0] == "m" and op[2] in ADDRESS_RESULTS
             and not family_matches(world.sock(op[1]))):
         return ("ok", "<address of a mismatched family>", w)
+    if kind == "ok" and op is not None and op[0] == "m" and op[2] == "repr":
+        return ("ok", world.sock_text(world.sock(op[1])), w)
     if kind == "ok":
         return ("ok", world.norm(value, fdlike), w)
     if kind == "exc":
