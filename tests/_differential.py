@@ -23,6 +23,7 @@ are in ``ALLOWED``, each with a predicate that checks it precisely.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -904,6 +905,12 @@ def _lports(v) -> list:
     return []
 
 
+def _in_use_on_one_side(s_res, f_res) -> bool:
+    def in_use(r):
+        return r[0] == "exc" and getattr(r[1], "errno", None) == errno.EADDRINUSE
+    return (in_use(s_res) and f_res[0] == "ok") or (in_use(f_res) and s_res[0] == "ok")
+
+
 def _port_taken_across(sw: World, fw: World, op) -> bool:
     """A bind to the port of one of this side's sockets that the other side
     holds (both share the loopback): skipped on both sides."""
@@ -959,6 +966,11 @@ def step(sw: World, fw: World, op: tuple, on_diff=None) -> None:
             return
         _differ(op, "os.PathLike AF_UNIX address", s_res2, f_res, s_out2, f_out, on_diff)
         return
+    if _lports(op[1:]) and _in_use_on_one_side(s_res, f_res):
+        # a port of one side's socket, re-bound in another protocol or on
+        # another address, can be held by anything else on this machine: the
+        # run's circumstance, not fastsock's; the sides are out of step
+        raise Diverged("port in use elsewhere")
     for name, (pred, diverges) in ALLOWED.items():
         if pred(op, s_res, f_res, sw, fw):
             if diverges:        # the sides are no longer in step: stop here
