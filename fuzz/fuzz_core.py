@@ -28,14 +28,13 @@ are replaced by a literal before the call.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
-import struct
 import sys
 import warnings
 
 import atheris
+from _lo import lo_up as _lo_up
 
 with atheris.instrument_imports():
     import fastsock  # noqa: F401  (instruments the pure-Python layer too)
@@ -72,19 +71,6 @@ def refused(exc: BaseException) -> None:
 
 
 SEEN: dict[int, int] = {}
-
-
-def _lo_up() -> None:
-    """Bring lo up (a fresh network namespace has it down); best effort."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        req = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, req))[1]
-        fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))
-    except OSError:
-        pass
-    finally:
-        s.close()
 
 
 def _listeners() -> list[tuple[int, bool]]:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A short, bounded fuzzing run of fuzz/fuzz_core.py for CI.
+# A short, bounded fuzzing run of fuzz/fuzz_core.py and fuzz/fuzz_differential.py
+# for CI (each for the given seconds; FUZZ_DIFF_SECONDS for the second).
 #
 #   bash fuzz/run_short.sh            # 60 seconds of fuzzing
 #   bash fuzz/run_short.sh 600        # longer, by hand
@@ -69,30 +70,42 @@ say "fastsock built by $CC_FUZZ with: $sanflags"
 
 # a private copy of the seed corpus: libFuzzer adds what it finds to it
 CORPUS=$WORK/corpus ART=$WORK/artifacts
-mkdir -p "$CORPUS" "$ART"
+mkdir -p "$CORPUS" "$ART" "$WORK/corpus-diff"
 cp fuzz/corpus/* "$CORPUS"/ 2>/dev/null || true
-cp fuzz/fuzz_core.py "$WORK/fuzz_core.py"
+cp fuzz/fuzz_core.py fuzz/fuzz_differential.py fuzz/_lo.py tests/_differential.py "$WORK"/
 
-run=("$VPY" "$WORK/fuzz_core.py" -max_total_time="$SECONDS_TO_FUZZ" -timeout=20
-     -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ART/" "$CORPUS")
 export FUZZ_RESOLVE=0
+netns=()
 if [[ $(uname -s) == Linux && $(id -u) == 0 ]] && command -v unshare >/dev/null \
         && unshare -n true 2>/dev/null; then
     export FUZZ_RESOLVE=1
-    run=(unshare -n -- "${run[@]}")
+    netns=(unshare -n --)
     say "running in a private network namespace (host names resolve nowhere)"
 fi
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-say "fuzzing for $SECONDS_TO_FUZZ s: ${run[*]}"
-rc=0
-(cd "$WORK" && timeout --kill-after=30 \
-    $((SECONDS_TO_FUZZ + 120)) "${run[@]}") >"$WORK/fuzz.log" 2>&1 || rc=$?
-grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$WORK/fuzz.log" | tail -80
-if [[ -n $(ls -A "$ART" 2>/dev/null) ]]; then
-    say "crash inputs:"
-    ls -l "$ART"
-    die "fuzzing found a problem"
-fi
-((rc == 0)) || die "the fuzzer exited with $rc"
-grep -q -E '^Done [0-9]+ runs' "$WORK/fuzz.log" || die "the fuzzer did not finish cleanly"
-say "fuzz: no findings"
+
+# fuzz_target SCRIPT SECONDS CORPUS [LIBFUZZER-OPTION...]
+fuzz_target() {
+    local script=$1 secs=$2 corpus=$3 rc=0 log=$WORK/${1%.py}.log
+    shift 3
+    local run=("${netns[@]}" "$VPY" "$WORK/$script" -max_total_time="$secs" -timeout=20
+               -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ART/" "$@" "$corpus")
+    say "fuzzing $script for $secs s: ${run[*]}"
+    (cd "$WORK" && timeout --kill-after=30 $((secs + 120)) "${run[@]}") >"$log" 2>&1 || rc=$?
+    grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$log" | tail -80
+    if [[ -n $(ls -A "$ART" 2>/dev/null) ]]; then
+        say "crash inputs:"
+        ls -l "$ART"
+        die "fuzzing $script found a problem"
+    fi
+    ((rc == 0)) || die "the fuzzer ($script) exited with $rc"
+    grep -q -E '^Done [0-9]+ runs' "$log" || die "the fuzzer ($script) did not finish cleanly"
+    say "fuzz $script: no findings"
+}
+
+fuzz_target fuzz_core.py "$SECONDS_TO_FUZZ" "$CORPUS"
+# the differential target (stdlib vs fastsock, tests/_differential.py): the
+# fuzz step's bound (600 s in .ci/run) holds both runs and the build
+# (inputs of a few hundred bytes from the start: each call takes several)
+fuzz_target fuzz_differential.py "${FUZZ_DIFF_SECONDS:-$SECONDS_TO_FUZZ}" "$WORK/corpus-diff" \
+    -len_control=0 -max_len=1024
