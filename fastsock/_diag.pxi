@@ -36,9 +36,10 @@ def listener_drops(int fd):
     return drops
 
 
-cdef tuple _diag_record(const fs_diag_rec *r):
-    """(family, type, state, address, backlog, pending, drops, inode, uid):
-    the address as getsockname() gives it (through _decode)."""
+cdef tuple _diag_record(const fs_diag_rec *r, dict names, object last):
+    """(family, type, address, backlog, pending, drops, inode, uid, last): the
+    address as getsockname() gives it (through _decode), family and type
+    through ``names`` (int -> the object to use) where given."""
     cdef sockaddr_storage ss
     cdef socklen_t slen
     cdef sockaddr_in *sin = <sockaddr_in *>&ss
@@ -62,16 +63,21 @@ cdef tuple _diag_record(const fs_diag_rec *r):
                else FS_UNIX_PATH_MAX)
         slen = <socklen_t>(FS_UNIX_PATH_OFFSET + r.name_len)
     address = _decode(<sockaddr *>&ss, slen, r.family)
-    return (r.family, r.type, r.state, address,
+    family, type_ = r.family, r.type
+    if names is not None:
+        family = names.get(family, family)
+        type_ = names.get(-type_, type_)
+    return (family, type_, address,
             None if r.backlog < 0 else r.backlog, None if r.pending < 0 else r.pending,
-            None if r.drops < 0 else r.drops, r.inode, None if r.uid < 0 else r.uid)
+            None if r.drops < 0 else r.drops, r.inode, None if r.uid < 0 else r.uid, last)
 
 
 def diag_parse(int kind, const unsigned char[::1] buf):
     """Parse one buffer of sock_diag replies of ``kind`` (``DIAG_INET`` or
     ``DIAG_UNIX``) with csrc/fs_diag.c's parser, apart from the kernel:
-    ``(records, done)``, each record as ``diag_listeners`` gives it, ``done``
-    whether NLMSG_DONE ended it.  A malformed buffer raises the typed error
+    ``(records, done)``, each record ``(family, type, address, backlog,
+    pending, drops, inode, uid, state)`` (as ``diag_listeners`` gives them,
+    with the kernel's TCP state last), ``done`` whether NLMSG_DONE ended it.  A malformed buffer raises the typed error
     of EPROTO; an NLMSG_ERROR message, its errno's.  For tests and fuzzing.
     Availability: all platforms.
     """
@@ -85,27 +91,34 @@ def diag_parse(int kind, const unsigned char[::1] buf):
         got = fs_diag_parse(&buf[0] if n else NULL, n, kind, recs, cap, &done, &err)
         if got < 0:
             _fail(err, "sock_diag")
-        return [_diag_record(&recs[i]) for i in range(got)], bool(done)
+        return [_diag_record(&recs[i], None, recs[i].state) for i in range(got)], bool(done)
     finally:
         free(recs)
 
 
-def diag_listeners(int family):
+def diag_listeners(int family, cls=None, dict names=None, last=()):
     """Every listening socket of ``family`` (AF_INET or AF_INET6: TCP;
     AF_UNIX) in this thread's network namespace, from one NETLINK_SOCK_DIAG
-    dump (GIL released): a list of ``(family, type, state, address, backlog,
-    pending, drops, inode, uid)``.  Errors are typed (ENOSYS where there is
-    no sock_diag).  Availability: Linux.
+    dump (GIL released): a list of ``(family, type, address, backlog,
+    pending, drops, inode, uid, last)``, each made a ``cls`` (a tuple
+    subclass, built as ``tuple.__new__(cls, ...)``) where given, family and
+    type taken from ``names`` (``{family: obj, -type: obj}``) where there.
+    Errors are typed (ENOSYS where there is no sock_diag).  Availability:
+    Linux.
     """
     cdef fs_diag_rec *recs = NULL
     cdef size_t n = 0, i
     cdef int rc, err
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, tuple)):
+        raise TypeError("cls must be a tuple subclass")
     with nogil:
         rc = fs_diag_listeners(family, &recs, &n)
         err = errno
     if rc < 0:
         _fail(err, "sock_diag")
     try:
-        return [_diag_record(&recs[i]) for i in range(n)]
+        if cls is None:
+            return [_diag_record(&recs[i], names, last) for i in range(n)]
+        return [tuple.__new__(cls, _diag_record(&recs[i], names, last)) for i in range(n)]
     finally:
         free(recs)

@@ -10,10 +10,9 @@ UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN | UDIAG_SHOW_MEMINFO), parsed in C
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket as _std
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastsock import _core
 from fastsock.errors import UnsupportedPlatformError
@@ -44,9 +43,9 @@ def _unsupported(what: str) -> UnsupportedPlatformError:
         f"(this is {_core.PLATFORM})")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Listener:
-    """One listening socket of the network namespace, as the kernel reports it.
+class Listener(NamedTuple):
+    """One listening socket of the network namespace, as the kernel reports it:
+    a named tuple (immutable, typed fields, picklable).
 
     ``address`` is what ``getsockname()`` would give: ``(host, port)`` for
     IPv4, ``(host, port, flowinfo, scope_id)`` for IPv6, a ``str`` path or a
@@ -79,7 +78,7 @@ class Listener:
             addr = addr.decode("latin-1")
         elif isinstance(addr, tuple):
             addr = list(addr)
-        return {"family": self.family.name, "type": self.type.name, "address": addr,
+        return {"family": _name(self.family), "type": _name(self.type), "address": addr,
                 "backlog": self.backlog, "pending": self.pending, "drops": self.drops,
                 "inode": self.inode, "uid": self.uid,
                 "processes": [list(p) for p in self.processes]}
@@ -88,6 +87,15 @@ class Listener:
     def port(self) -> int | None:
         """The port of an inet listener, None for AF_UNIX."""
         return self.address[1] if isinstance(self.address, tuple) else None
+
+
+def _name(value: int) -> str | int:
+    return getattr(value, "name", value)
+
+
+# what _core.diag_listeners gives records for family and type (-type: see there)
+_NAMES: dict[int, Any] = {int(f): f for f in _FAMILIES}
+_NAMES.update({-int(k): k for k in (_std.SOCK_STREAM, _std.SOCK_DGRAM, _std.SOCK_SEQPACKET)})
 
 
 def listeners(*, family: int | None = None, port: int | None = None,
@@ -114,24 +122,16 @@ def listeners(*, family: int | None = None, port: int | None = None,
         raise ValueError(f"family must be AF_INET, AF_INET6, AF_UNIX or None, not {family!r}")
     if port is not None and not 0 <= port <= 65535:
         raise ValueError(f"port must be 0-65535 or None, not {port!r}")
-    rows = []
+    rows: list[Listener] = []
     for fam in families:
         if port is not None and fam == _std.AF_UNIX:
             continue
-        for r in _core.diag_listeners(fam):
-            if port is None or r[3][1] == port:
-                rows.append(r)
-    owners = _owners({r[7] for r in rows}) if processes and rows else {}
-    return [Listener(_std.AddressFamily(r[0]), _socket_kind(r[1]), r[3], r[4], r[5], r[6],
-                     r[7], r[8], tuple(owners.get(r[7], ())))
-            for r in rows]
-
-
-def _socket_kind(value: int) -> _std.SocketKind:
-    try:
-        return _std.SocketKind(value)
-    except ValueError:
-        return _std.SocketKind.SOCK_STREAM if value == 0 else value  # type: ignore[return-value]
+        got: list[Listener] = _core.diag_listeners(fam, Listener, _NAMES)
+        rows += got if port is None else [r for r in got if r.address[1] == port]
+    if processes and rows:
+        owners = _owners({r.inode for r in rows})
+        rows = [r._replace(processes=tuple(owners.get(r.inode, ()))) for r in rows]
+    return rows
 
 
 def _owners(inodes: set[int]) -> dict[int, list[tuple[int, str]]]:

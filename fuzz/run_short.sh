@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A short, bounded fuzzing run of fuzz/fuzz_core.py for CI.
+# A short, bounded fuzzing run of fuzz/fuzz_core.py and fuzz/fuzz_diag.py for CI.
 #
-#   bash fuzz/run_short.sh            # 60 seconds of fuzzing
+#   bash fuzz/run_short.sh            # 60 seconds of fuzz_core, then 30 of fuzz_diag
+#   FUZZ_DIAG_SECONDS=120 bash fuzz/run_short.sh   # fuzz_diag's share
 #   bash fuzz/run_short.sh 600        # longer, by hand
 #   FUZZ_DIR=/tmp/fz bash fuzz/run_short.sh   # keep venv, corpus and crashes there
 #
@@ -12,7 +13,7 @@
 # nothing leaves the machine; elsewhere non-literal hosts are replaced by
 # literals).  Exits non-zero on any finding (crash, sanitizer report,
 # undocumented exception, failed property); crash inputs are kept in
-# $FUZZ_DIR/artifacts.  If atheris cannot be installed for this Python, says
+# $FUZZ_DIR/artifacts-<target>.  If atheris cannot be installed for this Python, says
 # so and exits 0 (FUZZ_REQUIRE_ATHERIS=1 makes that a failure).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -67,32 +68,41 @@ find "$WORK/src" \( -name '*.so' -o -name '__pycache__' -o -name '_core.c' \) -p
     || die "building fastsock for fuzzing failed"
 say "fastsock built by $CC_FUZZ with: $sanflags"
 
-# a private copy of the seed corpus: libFuzzer adds what it finds to it
-CORPUS=$WORK/corpus ART=$WORK/artifacts
-mkdir -p "$CORPUS" "$ART"
-cp fuzz/corpus/* "$CORPUS"/ 2>/dev/null || true
-cp fuzz/fuzz_core.py "$WORK/fuzz_core.py"
-
-run=("$VPY" "$WORK/fuzz_core.py" -max_total_time="$SECONDS_TO_FUZZ" -timeout=20
-     -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ART/" "$CORPUS")
+# Each target gets a private copy of its seed corpus (libFuzzer adds what it
+# finds to it) and its own crash directory.
 export FUZZ_RESOLVE=0
+netns=()
 if [[ $(uname -s) == Linux && $(id -u) == 0 ]] && command -v unshare >/dev/null \
         && unshare -n true 2>/dev/null; then
     export FUZZ_RESOLVE=1
-    run=(unshare -n -- "${run[@]}")
+    netns=(unshare -n --)
     say "running in a private network namespace (host names resolve nowhere)"
 fi
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-say "fuzzing for $SECONDS_TO_FUZZ s: ${run[*]}"
-rc=0
-(cd "$WORK" && timeout --kill-after=30 \
-    $((SECONDS_TO_FUZZ + 120)) "${run[@]}") >"$WORK/fuzz.log" 2>&1 || rc=$?
-grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$WORK/fuzz.log" | tail -80
-if [[ -n $(ls -A "$ART" 2>/dev/null) ]]; then
-    say "crash inputs:"
-    ls -l "$ART"
-    die "fuzzing found a problem"
-fi
-((rc == 0)) || die "the fuzzer exited with $rc"
-grep -q -E '^Done [0-9]+ runs' "$WORK/fuzz.log" || die "the fuzzer did not finish cleanly"
+
+# fuzz_one TARGET CORPUS SECONDS
+fuzz_one() {
+    local target=$1 corpus=$WORK/$2 art=$WORK/artifacts-${1%.py} log=$WORK/${1%.py}.log
+    mkdir -p "$corpus" "$art"
+    cp "fuzz/$2"/* "$corpus"/ 2>/dev/null || true
+    cp "fuzz/$target" "$WORK/$target"
+    local run=("${netns[@]}" "$VPY" "$WORK/$target" -max_total_time="$3" -timeout=20
+               -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$art/" "$corpus")
+    say "fuzzing $target for $3 s: ${run[*]}"
+    local rc=0
+    (cd "$WORK" && timeout --kill-after=30 $(($3 + 120)) "${run[@]}") >"$log" 2>&1 || rc=$?
+    grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$log" | tail -80
+    if [[ -n $(ls -A "$art" 2>/dev/null) ]]; then
+        say "crash inputs:"
+        ls -l "$art"
+        die "fuzzing $target found a problem"
+    fi
+    ((rc == 0)) || die "the fuzzer exited with $rc on $target"
+    grep -q -E '^Done [0-9]+ runs' "$log" || die "the fuzzer did not finish $target cleanly"
+    say "fuzz $target: no findings"
+}
+
+fuzz_one fuzz_core.py corpus "$SECONDS_TO_FUZZ"
+# the sock_diag reply parser (csrc/fs_diag.c): a smaller input space
+fuzz_one fuzz_diag.py corpus_diag "${FUZZ_DIAG_SECONDS:-30}"
 say "fuzz: no findings"

@@ -99,27 +99,27 @@ def test_parser_reads_each_kind():
     recs, done = _core.diag_parse(INET, buf)
     assert done is True
     assert recs == [
-        (socket.AF_INET, socket.SOCK_STREAM, 10, ("127.0.0.1", 8080), 64, 3, 12, 77, 1000),
-        (socket.AF_INET6, socket.SOCK_STREAM, 10, ("fe80::1", 443, 0, 2), 128, 0, None, 1234, 0),
+        (socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 8080), 64, 3, 12, 77, 1000, 10),
+        (socket.AF_INET6, socket.SOCK_STREAM, ("fe80::1", 443, 0, 2), 128, 0, None, 1234, 0, 10),
     ]
     recs, done = _core.diag_parse(UNIX, unix_msg() + unix_msg(b"\0abstract", type_=5, inode=7,
                                                               drops=None, uid=None, rq=2, wq=9))
     assert done is False        # no NLMSG_DONE: more would follow
-    assert recs == [(socket.AF_UNIX, 1, 10, "/run/x.sock", 5, 0, 0, 99, 1000),
-                    (socket.AF_UNIX, 5, 10, b"\0abstract", 9, 2, None, 7, None)]
+    assert recs == [(socket.AF_UNIX, 1, "/run/x.sock", 5, 0, 0, 99, 1000, 10),
+                    (socket.AF_UNIX, 5, b"\0abstract", 9, 2, None, 7, None, 10)]
 
 
 def test_parser_leaves_out_what_the_kernel_did_not_say():
     # not LISTEN: rqueue/wqueue mean other things, so no backlog or pending
     [rec], _ = _core.diag_parse(INET, inet_msg(state=1, rq=5, wq=6))
-    assert rec[4:6] == (None, None)
+    assert rec[3:5] == (None, None) and rec[8] == 1
     # no RQLEN, no name (an unnamed socket), an old kernel's 8-entry meminfo: no drops
     [rec], _ = _core.diag_parse(UNIX, unix_msg(None, rq=None, drops=None)
                                 + b"")
-    assert rec[3] == "" and rec[4:7] == (None, None, None)
+    assert rec[2] == "" and rec[3:6] == (None, None, None)
     [rec], _ = _core.diag_parse(UNIX, nlmsg(BY_FAMILY, struct.pack("=BBBBI", 1, 1, 10, 0, 1)
                                             + b"\0" * 8 + rta(5, meminfo(3, nvars=8))))
-    assert rec[6] is None
+    assert rec[5] is None
 
 
 def test_parser_skips_messages_without_records():
@@ -188,8 +188,8 @@ def test_parser_round_trips_inet_records(recs):
     for (f, port, addr, rq, wq, uid, ino, drops), g in zip(recs, got, strict=True):
         fam = socket.AF_INET if f == W_INET else socket.AF_INET6
         host = socket.inet_ntop(fam, addr[:4] if f == W_INET else addr)
-        assert g[0] == fam and g[3][:2] == (host, port)
-        assert g[4:] == (wq, rq, drops, ino, uid)
+        assert g[0] == fam and g[2][:2] == (host, port)
+        assert g[3:] == (wq, rq, drops, ino, uid, 10)
 
 
 @given(st.lists(st.tuples(st.binary(min_size=1, max_size=108).filter(lambda b: b[0] != 0),
@@ -198,7 +198,7 @@ def test_parser_round_trips_inet_records(recs):
 def test_parser_round_trips_unix_abstract_names(recs):
     buf = b"".join(unix_msg(b"\0" + name[:107], rq=rq, wq=wq) for name, rq, wq in recs)
     got, _ = _core.diag_parse(UNIX, buf)
-    assert [(g[3], g[4], g[5]) for g in got] == [(b"\0" + n[:107], wq, rq) for n, rq, wq in recs]
+    assert [(g[2], g[3], g[4]) for g in got] == [(b"\0" + n[:107], wq, rq) for n, rq, wq in recs]
 
 
 @given(st.binary(max_size=600), st.sampled_from([INET, UNIX]))
