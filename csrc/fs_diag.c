@@ -70,6 +70,11 @@ static int set_err(int *err, int e) {
     return -1;
 }
 
+/* The errno of a negative error field (INT32_MIN has no positive: EPROTO). */
+static int kernel_errno(int32_t e) {
+    return e == INT32_MIN ? EPROTO : -e;
+}
+
 /* The attributes after a message's fixed part, into rec. */
 static int parse_attrs(const unsigned char *p, size_t left, int kind, fs_diag_rec *rec) {
     while (left >= RTA_HDRLEN) {
@@ -159,7 +164,7 @@ int fs_diag_parse(const unsigned char *buf, size_t len, int kind, fs_diag_rec *o
         if (type == NL_DONE) {
             /* a dump that failed part-way ends with a negative errno here */
             if (mlen >= NL_HDRLEN + 4 && (int32_t)rd32(buf + NL_HDRLEN) < 0)
-                return set_err(err, -(int)(int32_t)rd32(buf + NL_HDRLEN));
+                return set_err(err, kernel_errno((int32_t)rd32(buf + NL_HDRLEN)));
             *done = 1;
             return (int)n;
         }
@@ -169,7 +174,7 @@ int fs_diag_parse(const unsigned char *buf, size_t len, int kind, fs_diag_rec *o
                 return set_err(err, EPROTO);
             e = (int32_t)rd32(buf + NL_HDRLEN);
             if (e < 0)
-                return set_err(err, e == INT32_MIN ? EPROTO : -e);
+                return set_err(err, kernel_errno(e));
         } else if (type == NL_BY_FAMILY) {
             if (n == max)
                 return set_err(err, ENOBUFS);

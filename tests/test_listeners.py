@@ -167,6 +167,9 @@ def test_parser_raises_the_kernels_errno_and_failed_dumps():
     with pytest.raises(OSError) as info:   # a dump that failed part-way
         _core.diag_parse(INET, inet_msg() + nlmsg(NLMSG_DONE, struct.pack("=i", -errno.ENOBUFS)))
     assert info.value.errno == errno.ENOBUFS
+    for type_ in (NLMSG_ERROR, NLMSG_DONE):    # INT32_MIN has no positive errno
+        with pytest.raises(ProtocolError):       # (found by fuzz/fuzz_diag.py under UBSan)
+            _core.diag_parse(INET, nlmsg(type_, struct.pack("=i", -2**31) + b"\0" * 16))
     with pytest.raises(fastsock.InvalidArgumentError):
         _core.diag_parse(7, b"")       # no such kind
 
