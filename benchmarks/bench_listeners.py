@@ -21,7 +21,8 @@ then each round, in rotating order, lists the namespace's TCP listeners
   fastsock processes=True     the same with the owning processes (walks
                               /proc/*/fd, as psutil does for its pids)
 
-Each variant's call must find all N listeners (checked every round).
+Each variant's call must find all N listeners (checked every round); the
+garbage collector stays enabled, gc.collect() runs before each call.
 Printed: each variant's best and median time, and the medians of the
 per-round ratios (targets: <= 0.5x the ss path, <= 0.1x psutil).
 """
@@ -29,6 +30,7 @@ per-round ratios (targets: <= 0.5x the ss path, <= 0.1x psutil).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import shutil
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"{name} missed {len(ours - found)} of our {len(ours)} listeners")
 
     def fs() -> float:
+        gc.collect()
         t = time.perf_counter()
         recs = (fastsock.listeners(family=socket.AF_INET)
                 + fastsock.listeners(family=socket.AF_INET6))
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return dt
 
     def fs_processes() -> float:
+        gc.collect()
         t = time.perf_counter()
         recs = (fastsock.listeners(family=socket.AF_INET, processes=True)
                 + fastsock.listeners(family=socket.AF_INET6, processes=True))
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return dt
 
     def ss() -> float:
+        gc.collect()
         t = time.perf_counter()
         out = subprocess.run(["ss", "-ltnmH"], capture_output=True, text=True,
                              check=True).stdout
@@ -130,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return dt
 
     def ps() -> float:
+        gc.collect()
         t = time.perf_counter()
         rows = [c for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
         dt = time.perf_counter() - t
