@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # what globals().update() and __getattr__ provide, for type c
     from fastsock._capabilities import capabilities as capabilities
     from fastsock._capabilities import has as has
     from fastsock._listen import listen as listen
+    from fastsock._listeners import Listener as Listener
+    from fastsock._listeners import listen_counters as listen_counters
+    from fastsock._listeners import listeners as listeners
     from fastsock.errors import *  # noqa: F403
 
 # Every name of the stdlib module first (including the private ones the
@@ -107,7 +110,9 @@ if not TYPE_CHECKING:  # type checkers see the stdlib's fromfd (from socket impo
 # Names that come from a module on first use, never at import: listen() and
 # the capabilities (read from the live system on demand).
 _LAZY = {"listen": "fastsock._listen", "capabilities": "fastsock._capabilities",
-         "has": "fastsock._capabilities", "Capabilities": "fastsock._capabilities"}
+         "has": "fastsock._capabilities", "Capabilities": "fastsock._capabilities",
+         "listeners": "fastsock._listeners", "listen_counters": "fastsock._listeners",
+         "Listener": "fastsock._listeners"}
 
 
 def __getattr__(name: str) -> "_Any":

@@ -2,6 +2,7 @@
 
     python -m fastsock [--json]
     python -m fastsock check [HOST:PORT] --backlog N [--json]
+    python -m fastsock listeners [--json] [--port N] [--processes] [--watch [SECONDS]]
 
 Exit status: 0 fine; 1 ``check``: the kernel would not honour the backlog;
 2 an error (bad arguments, unknown host, port in use).
@@ -67,7 +68,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=_DESCRIPTION, formatter_class=fmt)
     p.add_argument("--json", action="store_true",
                    help="print the capabilities and self-check results as JSON")
-    sub = p.add_subparsers(dest="command", metavar="{check}")
+    sub = p.add_subparsers(dest="command", metavar="{check,listeners}")
     c = sub.add_parser("check", prog=f"{prog} check", description=_CHECK_DESCRIPTION,
                        formatter_class=fmt,
                        help="exit 1 if the kernel would not honour --backlog N")
@@ -77,6 +78,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="the backlog to check, an integer >= 0")
     c.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print the result as JSON")
+    from fastsock import _listeners_cli
+    _listeners_cli.add_parser(sub, prog, fmt)
     return p
 
 
@@ -229,9 +232,15 @@ def _report(caps: Capabilities, as_json: bool, version: str | None) -> int:
         except OSError as exc:
             error = f"cannot listen on 127.0.0.1: {_explain(exc)}"
             break
+    from fastsock import _listeners_cli
     if as_json:
+        try:
+            dropping: list[Any] | None = _listeners_cli.dropping()
+        except (OSError, NotImplementedError):
+            dropping = None
         print(json.dumps({"fastsock": version, "capabilities": caps.to_dict(),
-                          "self_check": checks, "self_check_error": error}, indent=2))
+                          "self_check": checks, "self_check_error": error,
+                          "listeners_dropping": dropping}, indent=2))
     else:
         out = [f"fastsock {version or ''}: what this system allows for listening sockets"]
         section = None
@@ -248,6 +257,8 @@ def _report(caps: Capabilities, as_json: bool, version: str | None) -> int:
         out.extend(_self_check_lines(checks))
         if error:
             out.append(f"  failed: {error}")
+        out.append("\nListeners (python -m fastsock listeners)")
+        out.extend(_listeners_cli.report_lines())
         print("\n".join(out))
     return 2 if error else 0
 
@@ -293,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             args = _parser(prog).parse_args(argv)
         except SystemExit as exc:  # --help
             return exc.code if isinstance(exc.code, int) else 0
+        if args.command == "listeners":
+            from fastsock import _listeners_cli
+            return _listeners_cli.run(args)
         caps = capabilities()
         if args.command == "check":
             return _check(caps, args.address, args.backlog, args.json)

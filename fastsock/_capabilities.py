@@ -200,6 +200,16 @@ class _Live:
         return self._readback[1] is not None
 
     @cached_property
+    def listeners(self) -> bool:
+        if not _core.HAVE_SOCK_DIAG:
+            return False
+        try:
+            _core.diag_listeners(socket.AF_INET)
+        except OSError:
+            return False
+        return True
+
+    @cached_property
     def reuse_port(self) -> bool:
         opt = getattr(socket, "SO_REUSEPORT", None)
         return opt is not None and _same_port_pair(opt)
@@ -365,6 +375,10 @@ class Capabilities:
         "backlog", "accept queue read back",
         "Pending connections and the limit can be read back "
         "(fastsock._core.accept_queue). Availability: Linux, FreeBSD."))
+    listeners: bool = dataclasses.field(metadata=_m(
+        "backlog", "listeners() and drops",
+        "fastsock.listeners() and listen_counters() work: a NETLINK_SOCK_DIAG dump "
+        "succeeded (probed). Availability: Linux."))
     tcp_max_syn_backlog: int | None = dataclasses.field(metadata=_m(
         "backlog", "tcp_max_syn_backlog",
         "/proc/sys/net/ipv4/tcp_max_syn_backlog: the SYN (half-open) queue limit. "

@@ -67,7 +67,8 @@ __all__ = [
     "AcceptNetworkUnreachableError", "AcceptTooManyOpenFilesError",
     "AcceptSystemFileTableFullError", "AcceptNoBufferSpaceError", "AcceptOutOfMemoryError",
     "InvalidPortError", "UnsupportedOptionError", "BacklogWarning", "BacklogTruncatedWarning",
-    "make_error", "set_error_notes", "error_notes", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
+    "UnsupportedPlatformError", "make_error", "set_error_notes", "error_notes",
+    "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
     "ACCEPT_CAPACITY_ERRNOS",
 ]
 
@@ -135,9 +136,9 @@ class InvalidPortError(ValueError, OverflowError):
     """A port outside 0..65535.  The stdlib raises OverflowError, so both
     ``except OverflowError`` and ``except ValueError`` catch it."""
 
-class UnsupportedOptionError(ValueError):
-    """A listener option this platform cannot honour.  ``capability`` is the name
-    ``fastsock.has()`` knows it by (e.g. ``"reuse_port"``)."""
+class _CapabilityError(Exception):
+    """What the "not on this platform" errors share: ``capability``, the name
+    ``fastsock.capabilities()`` and ``has()`` know the feature by."""
 
     capability: str
 
@@ -145,8 +146,17 @@ class UnsupportedOptionError(ValueError):
         super().__init__(message or f"{capability!r} is not supported on this platform")
         self.capability = capability
 
-    def __reduce__(self) -> "tuple[type[UnsupportedOptionError], tuple[str, str], object]":
+    def __reduce__(self) -> "tuple[type[_CapabilityError], tuple[str, str], object]":
         return type(self), (self.capability, str(self.args[0])), self.__dict__
+
+class UnsupportedOptionError(_CapabilityError, ValueError):
+    """A listener option this platform cannot honour.  ``capability`` is the name
+    ``fastsock.has()`` knows it by (e.g. ``"reuse_port"``)."""
+
+class UnsupportedPlatformError(_CapabilityError, NotImplementedError):
+    """A fastsock function this platform has no kernel interface for (e.g.
+    ``fastsock.listeners()`` off Linux).  ``capability`` is the
+    ``capabilities()`` field that says whether it is available."""
 
 class BacklogWarning(RuntimeWarning):
     """listen() was given a negative backlog and used 0 (pass None for the maximum)."""

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A short, bounded fuzzing run of fuzz/fuzz_core.py and fuzz/fuzz_differential.py
-# for CI (each for the given seconds; FUZZ_DIFF_SECONDS for the second).
+# A short, bounded fuzzing run of fuzz/fuzz_core.py, fuzz/fuzz_differential.py and
+# fuzz/fuzz_diag.py for CI.
 #
-#   bash fuzz/run_short.sh            # 60 seconds of fuzzing
+#   bash fuzz/run_short.sh            # 60 s of fuzz_core, 60 of fuzz_differential, 30 of fuzz_diag
+#   FUZZ_DIFF_SECONDS=120 FUZZ_DIAG_SECONDS=120 bash fuzz/run_short.sh   # their shares
 #   bash fuzz/run_short.sh 600        # longer, by hand
 #   FUZZ_DIR=/tmp/fz bash fuzz/run_short.sh   # keep venv, corpus and crashes there
 #
@@ -13,7 +14,7 @@
 # nothing leaves the machine; elsewhere non-literal hosts are replaced by
 # literals).  Exits non-zero on any finding (crash, sanitizer report,
 # undocumented exception, failed property); crash inputs are kept in
-# $FUZZ_DIR/artifacts.  If atheris cannot be installed for this Python, says
+# $FUZZ_DIR/artifacts-<target>.  If atheris cannot be installed for this Python, says
 # so and exits 0 (FUZZ_REQUIRE_ATHERIS=1 makes that a failure).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -68,12 +69,9 @@ find "$WORK/src" \( -name '*.so' -o -name '__pycache__' -o -name '_core.c' \) -p
     || die "building fastsock for fuzzing failed"
 say "fastsock built by $CC_FUZZ with: $sanflags"
 
-# a private copy of the seed corpus: libFuzzer adds what it finds to it
-CORPUS=$WORK/corpus ART=$WORK/artifacts
-mkdir -p "$CORPUS" "$ART" "$WORK/corpus-diff"
-cp fuzz/corpus/* "$CORPUS"/ 2>/dev/null || true
-cp fuzz/fuzz_core.py fuzz/fuzz_differential.py fuzz/_lo.py tests/_differential.py "$WORK"/
-
+# Each target gets a private copy of its seed corpus (libFuzzer adds what it
+# finds to it) and its own crash directory.
+cp fuzz/_lo.py tests/_differential.py "$WORK"/     # what fuzz_differential imports
 export FUZZ_RESOLVE=0
 netns=()
 if [[ $(uname -s) == Linux && $(id -u) == 0 ]] && command -v unshare >/dev/null \
@@ -84,28 +82,35 @@ if [[ $(uname -s) == Linux && $(id -u) == 0 ]] && command -v unshare >/dev/null 
 fi
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
-# fuzz_target SCRIPT SECONDS CORPUS [LIBFUZZER-OPTION...]
-fuzz_target() {
-    local script=$1 secs=$2 corpus=$3 rc=0 log=$WORK/${1%.py}.log
+# fuzz_one TARGET CORPUS SECONDS [LIBFUZZER-OPTION...]
+fuzz_one() {
+    local target=$1 corpus=$WORK/$2 art=$WORK/artifacts-${1%.py} log=$WORK/${1%.py}.log
+    local secs=$3
     shift 3
-    local run=("${netns[@]}" "$VPY" "$WORK/$script" -max_total_time="$secs" -timeout=20
-               -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ART/" "$@" "$corpus")
-    say "fuzzing $script for $secs s: ${run[*]}"
+    mkdir -p "$corpus" "$art"
+    cp "fuzz/${corpus##*/}"/* "$corpus"/ 2>/dev/null || true
+    cp "fuzz/$target" "$WORK/$target"
+    local run=("${netns[@]}" "$VPY" "$WORK/$target" -max_total_time="$secs" -timeout=20
+               -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$art/" "$@" "$corpus")
+    say "fuzzing $target for $secs s: ${run[*]}"
+    local rc=0
     (cd "$WORK" && timeout --kill-after=30 $((secs + 120)) "${run[@]}") >"$log" 2>&1 || rc=$?
     grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$log" | tail -80
-    if [[ -n $(ls -A "$ART" 2>/dev/null) ]]; then
+    if [[ -n $(ls -A "$art" 2>/dev/null) ]]; then
         say "crash inputs:"
-        ls -l "$ART"
-        die "fuzzing $script found a problem"
+        ls -l "$art"
+        die "fuzzing $target found a problem"
     fi
-    ((rc == 0)) || die "the fuzzer ($script) exited with $rc"
-    grep -q -E '^Done [0-9]+ runs' "$log" || die "the fuzzer ($script) did not finish cleanly"
-    say "fuzz $script: no findings"
+    ((rc == 0)) || die "the fuzzer exited with $rc on $target"
+    grep -q -E '^Done [0-9]+ runs' "$log" || die "the fuzzer did not finish $target cleanly"
+    say "fuzz $target: no findings"
 }
 
-fuzz_target fuzz_core.py "$SECONDS_TO_FUZZ" "$CORPUS"
-# the differential target (stdlib vs fastsock, tests/_differential.py): the
-# fuzz step's bound (600 s in .ci/run) holds both runs and the build
-# (inputs of a few hundred bytes from the start: each call takes several)
-fuzz_target fuzz_differential.py "${FUZZ_DIFF_SECONDS:-$SECONDS_TO_FUZZ}" "$WORK/corpus-diff" \
+fuzz_one fuzz_core.py corpus "$SECONDS_TO_FUZZ"
+# the differential target (stdlib vs fastsock, tests/_differential.py); inputs
+# of a few hundred bytes from the start: each call takes several
+fuzz_one fuzz_differential.py corpus_differential "${FUZZ_DIFF_SECONDS:-$SECONDS_TO_FUZZ}" \
     -len_control=0 -max_len=1024
+# the sock_diag reply parser (csrc/fs_diag.c): a smaller input space
+fuzz_one fuzz_diag.py corpus_diag "${FUZZ_DIAG_SECONDS:-30}"
+say "fuzz: no findings"

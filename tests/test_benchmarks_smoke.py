@@ -84,3 +84,11 @@ def test_bench_e2e_without_wrk_says_so(tmp_path):
                        capture_output=True, text=True, timeout=60, env=env, cwd=BENCH.parent)
     assert p.returncode == 0, p.stderr
     assert "wrk not found" in p.stdout
+
+
+def test_bench_listeners():
+    if shutil.which("ss") is None:
+        pytest.skip("no ss (iproute2)")
+    out = run("bench_listeners.py", "--n", "50", "--rounds", "1")
+    assert "\nfastsock.listeners() " in out and "\nfastsock processes=True " in out, out
+    assert "ratio fastsock.listeners() / ss -ltnmH + split:" in out, out
