@@ -68,7 +68,7 @@ SUITES = [
     # the stdlib too).
     Suite("waitress", ["waitress", "pytest", "pytest-cov", "coverage"], "pytest",
           ["tests"], opts=["--no-cov"], sdist="waitress", in_sdist=True, timeout=120),
-    Suite("cheroot", ["cheroot", "requests[use_chardet_on_py3]", "jaraco.context", "jaraco.text",
+    Suite("cheroot", ["cheroot", "requests", "chardet", "jaraco.context", "jaraco.text",
                       "portend", "pyOpenSSL", "pypytools", "pytest-cov", "pytest-mock",
                       "pytest-rerunfailures", "pytest-xdist", "requests-unixsocket",
                       "requests_toolbelt", "trustme"], "pytest",
