@@ -76,3 +76,23 @@ EOF
     fi
     return "$rc"
 }
+
+# debian_install PKG...: install the Debian packages (name or name:arch) that
+# are not installed yet, with apt-get as root; adds the arm64 architecture
+# first when a :arm64 package is asked for.  Fails where that is impossible.
+debian_install() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    ((${#missing[@]} > 0)) || return 0
+    command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]] \
+        || die "need Debian packages ${missing[*]} (apt-get as root)"
+    if [[ " ${missing[*]}" == *:arm64* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        dpkg --add-architecture arm64
+    fi
+    say "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}

@@ -11,12 +11,21 @@ static const fs_backlog_rules RULES[FS_RULES_COUNT] = {
     {"linux", FS_INT_MAX, 0, 1, 1, 1, "net.core.somaxconn"},
     /* Linux < 4.1: sk_max_ack_backlog was an unsigned short */
     {"linux-pre-4.1", 65535, 0, 1, 1, 1, "net.core.somaxconn"},
-    /* FreeBSD/DragonFly: overflow at 1.5 x backlog; 0 holds one */
-    {"freebsd", FS_INT_MAX, 0, 3, 2, 0, "kern.ipc.soacceptqueue"},
-    /* XNU: short so_qlimit; listen(0) is taken as the maximum */
+    /* FreeBSD: sonewconn() refuses a connection once
+       sol_qlen > 3 * sol_qlimit / 2 (sys/kern/uipc_socket.c), so the queue
+       holds 3 * backlog / 2 + 1 (0 holds one); solisten_proto() clamps to
+       kern.ipc.soacceptqueue (listen(2)) */
+    {"freebsd", FS_INT_MAX, 0, 3, 2, 1, "kern.ipc.soacceptqueue"},
+    /* XNU (bsd/kern/uipc_socket.c): short so_qlimit; solisten() takes
+       backlog <= 0 as somaxconn; sonewconn_internal() refuses once
+       so_qlen >= so_qlimit (soqlimitcompat, the default), so it holds backlog */
     {"macos", 32767, 1, 1, 1, 0, "kern.ipc.somaxconn"},
     /* POSIX: nothing known beyond the compile-time SOMAXCONN; no knob */
     {"posix", FS_INT_MAX, 0, 1, 1, 0, NULL},
+    /* DragonFly: sonewconn() has FreeBSD's 3 * so_qlimit / 2 check
+       (sys/kern/uipc_socket2.c); the limit is kern.ipc.somaxconn (its
+       listen(2), ../shared/seeds/003), there is no kern.ipc.soacceptqueue */
+    {"dragonfly", FS_INT_MAX, 0, 3, 2, 1, "kern.ipc.somaxconn"},
 };
 
 const fs_backlog_rules *fs_backlog_rules_get(int id) {

@@ -12,10 +12,11 @@
 typedef enum {
     FS_RULES_LINUX = 0,        /* Linux >= 4.1: u32 storage, 0 holds one */
     FS_RULES_LINUX_PRE_4_1 = 1, /* Linux < 4.1: u16 storage */
-    FS_RULES_FREEBSD = 2,      /* FreeBSD, DragonFly: kern.ipc.soacceptqueue */
+    FS_RULES_FREEBSD = 2,      /* FreeBSD: kern.ipc.soacceptqueue */
     FS_RULES_MACOS = 3,        /* XNU: short storage, 0 means the maximum */
     FS_RULES_POSIX = 4,        /* anything else: POSIX, SOMAXCONN */
-    FS_RULES_COUNT = 5
+    FS_RULES_DRAGONFLY = 5,    /* DragonFly: FreeBSD's queue, kern.ipc.somaxconn */
+    FS_RULES_COUNT = 6
 } fs_rules_id;
 
 typedef struct {

@@ -43,7 +43,7 @@
 #define FS_BUILD_RULES 2
 #elif defined(__DragonFly__)
 #define FS_PLATFORM_NAME "dragonfly"
-#define FS_BUILD_RULES 2
+#define FS_BUILD_RULES 5
 #elif defined(__APPLE__)
 #define FS_PLATFORM_NAME "macos"
 #define FS_BUILD_RULES 3
@@ -354,10 +354,15 @@ static inline int fs_listen_queue(int fd, long long *pending, long long *limit) 
 #if FS_HAVE_TCP_INFO
     struct tcp_info ti;
     /* only as far as the two fields: the kernel copies no more than asked */
-    socklen_t len = (socklen_t)(offsetof(struct tcp_info, tcpi_sacked) + sizeof(ti.tcpi_sacked));
+    socklen_t want = (socklen_t)(offsetof(struct tcp_info, tcpi_sacked) + sizeof(ti.tcpi_sacked));
+    socklen_t len = want;
     memset(&ti, 0, sizeof(ti));
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
         return -1;
+    if (len < want) {   /* the fields were not filled in (qemu-user 7.2 copies 4 bytes) */
+        errno = ENOPROTOOPT;
+        return -1;
+    }
     if (ti.tcpi_state != 10 /* TCP_LISTEN */) {
         errno = EINVAL;
         return -1;

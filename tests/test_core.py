@@ -387,10 +387,15 @@ def test_linux_backlog_b_holds_b_plus_one(tcp, backlog):
     ("linux", None, 100000, (100000, 100000, 100001, 4)),
     ("linux-pre-4.1", None, 100000, (65535, 65535, 65536, 4)),
     ("linux-pre-4.1", 70000, 100000, (65535, 65535, 65536, 9)),
-    ("freebsd", None, 4096, (4096, 4096, 6144, 4)),
+    # FreeBSD sonewconn(): refused once sol_qlen > 3 * sol_qlimit / 2, so 3b/2 + 1 fit
+    ("freebsd", None, 4096, (4096, 4096, 6145, 4)),
     ("freebsd", 0, 4096, (0, 0, 1, 0)),
     ("freebsd", -5, 4096, (0, 0, 1, 2)),
-    ("freebsd", 10, 4096, (10, 10, 15, 0)),
+    ("freebsd", 10, 4096, (10, 10, 16, 0)),
+    ("freebsd", 1, 4096, (1, 1, 2, 0)),
+    ("dragonfly", None, 128, (128, 128, 193, 4)),
+    ("dragonfly", -1, 128, (0, 0, 1, 2)),
+    ("dragonfly", 500, 128, (128, 128, 193, 1)),
     ("macos", None, 128, (128, 128, 128, 4)),
     ("macos", 0, 128, (1, 1, 1, 0)),
     ("macos", -1, 128, (1, 1, 1, 2)),
@@ -405,7 +410,8 @@ def test_backlog_rules_by_table(rules, backlog, maximum, expect):
 
 
 def test_backlog_rules_names():
-    assert set(_core.RULES) == {"linux", "linux-pre-4.1", "freebsd", "macos", "posix"}
+    assert set(_core.RULES) == {"linux", "linux-pre-4.1", "freebsd", "macos", "posix",
+                                "dragonfly"}
     assert _core.BACKLOG_RULES in _core.RULES
     with pytest.raises(ValueError):
         _core.plan_backlog("windows", 1, 1)
