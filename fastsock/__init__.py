@@ -6,7 +6,7 @@ Python's ``socket`` module is here; ``socket``, ``fromfd``, ``socketpair``,
 ``create_connection`` and ``create_server`` give ``fastsock.socket`` objects,
 whose ``bind``/``listen``/``accept``/``connect`` run on fastsock's compiled
 core.  fastsock's own additions: ``listen()``, ``capabilities()``, ``has()``,
-``accept_many``, ``backlog``/``accept_queue`` on sockets, and the typed errors
+``listen_fds()``, ``accept_many``, ``backlog``/``accept_queue`` on sockets, and the typed errors
 and warnings of ``fastsock.errors``.
 """
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # what globals().update() and __getattr__ provide, for type c
     from socket import *  # noqa: F403
     from typing import Any as _Any
 
+    from fastsock._activation import listen_fds as listen_fds
     from fastsock._capabilities import Capabilities as Capabilities
     from fastsock._capabilities import capabilities as capabilities
     from fastsock._capabilities import has as has
@@ -61,9 +62,10 @@ for _name in ("create_connection", "create_server", "fromfd", "socketpair",
 del _name
 
 # Names that come from a module on first use, never at import: listen() and
-# the capabilities (read from the live system on demand).
+# the capabilities (read from the live system on demand), listen_fds().
 _LAZY = {"listen": "fastsock._listen", "capabilities": "fastsock._capabilities",
-         "has": "fastsock._capabilities", "Capabilities": "fastsock._capabilities"}
+         "has": "fastsock._capabilities", "Capabilities": "fastsock._capabilities",
+         "listen_fds": "fastsock._activation"}
 
 
 def __getattr__(name: str) -> "_Any":

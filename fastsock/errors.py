@@ -62,6 +62,7 @@ __all__ = [
     "AcceptNetworkUnreachableError", "AcceptTooManyOpenFilesError",
     "AcceptSystemFileTableFullError", "AcceptNoBufferSpaceError", "AcceptOutOfMemoryError",
     "InvalidPortError", "UnsupportedOptionError", "BacklogWarning", "BacklogTruncatedWarning",
+    "ListenFdsError",
     "make_error", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
     "ACCEPT_CAPACITY_ERRNOS",
 ]
@@ -120,6 +121,24 @@ class UnsupportedOptionError(ValueError):
 
     def __reduce__(self) -> "tuple[type[UnsupportedOptionError], tuple[str, str], object]":
         return type(self), (self.capability, str(self.args[0])), self.__dict__
+
+class ListenFdsError(ValueError):
+    """``fastsock.listen_fds()`` found a socket-activation variable it cannot use
+    (LISTEN_PID, LISTEN_FDS or LISTEN_FDNAMES: not a number, out of range, or
+    names that do not match the count): what sd_listen_fds(3) returns -EINVAL
+    for.  ``variable`` names it, ``value`` is its text."""
+
+    variable: str
+    value: str
+
+    def __init__(self, variable: str, value: str, message: str) -> None:
+        super().__init__(f"{variable}={value!r}: {message}")
+        self.variable = variable
+        self.value = value
+
+    def __reduce__(self) -> "tuple[type[ListenFdsError], tuple[str, str, str], object]":
+        message = str(self.args[0]).partition(": ")[2]
+        return type(self), (self.variable, self.value, message), self.__dict__
 
 class BacklogWarning(RuntimeWarning):
     """listen() was given a negative backlog and used 0 (pass None for the maximum)."""
