@@ -232,6 +232,31 @@ _Static_assert(FS_IORING_ACCEPT_DONTWAIT == IORING_ACCEPT_DONTWAIT, "ACCEPT_DONT
 #define FS_HAVE_IO_URING 0
 #endif
 
+/* ---- listener observability (Linux): sock_diag and SO_MEMINFO ------------
+   fs_diag.c asks NETLINK_SOCK_DIAG (inet_diag, unix_diag; Linux 3.3+) for a
+   namespace's listeners and one AF_UNIX listener's queue.  The message
+   layouts it parses are its own declarations of the stable ABI (so the parser
+   builds and is fuzzed everywhere); here they are checked against the kernel
+   headers.  SO_MEMINFO (Linux 4.12+) gives a socket's drop count. */
+#if defined(__linux__)
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/stat.h>
+#define FS_HAVE_SOCK_DIAG 1
+#define FS_HAVE_SO_MEMINFO 1
+#ifdef SO_MEMINFO
+#define FS_SO_MEMINFO SO_MEMINFO
+#else
+#define FS_SO_MEMINFO 55 /* asm-generic/socket.h, all architectures */
+#endif
+#else
+#define FS_HAVE_SOCK_DIAG 0
+#define FS_HAVE_SO_MEMINFO 0
+#define FS_SO_MEMINFO 0
+#endif
+
 /* ---- AF_UNIX ------------------------------------------------------------ */
 #if defined(__linux__)
 #define FS_HAVE_ABSTRACT_UNIX 1

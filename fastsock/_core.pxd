@@ -185,3 +185,29 @@ cdef extern from "Python.h":
 cdef extern from "structmember.h":
     const int T_INT
     const int T_OBJECT_EX
+
+cdef extern from "fs_diag.h" nogil:
+    ctypedef struct fs_diag_rec:
+        int family
+        int type
+        int state
+        unsigned port
+        unsigned scope_id
+        unsigned char addr[16]
+        int name_len
+        char name[108]
+        long long backlog
+        long long pending
+        long long drops
+        long long uid
+        unsigned long long inode
+    const int FS_DIAG_INET
+    const int FS_DIAG_UNIX
+    const int FS_HAVE_SOCK_DIAG
+    const int FS_HAVE_SO_MEMINFO
+    int fs_diag_parse(const unsigned char *buf, size_t len, int kind, fs_diag_rec *out,
+                      size_t max, int *done, int *err)
+    size_t fs_diag_max_records(size_t len)
+    int fs_diag_listeners(int family, fs_diag_rec **out, size_t *n)
+    int fs_listener_queue(int fd, long long *pending, long long *limit)
+    int fs_listener_drops(int fd, long long *drops)

@@ -354,12 +354,13 @@ cdef long long _listen(int fd, object backlog, int stacklevel) except -1:
 
 def accept_queue(int fd):
     """``(pending, limit)`` of a listening socket's accept queue as the kernel
-    reports it, or ``None`` where it does not tell (not listening, not TCP, or
-    a platform without the query).  Linux: TCP_INFO; FreeBSD: SO_LISTENQLEN and
+    reports it, or ``None`` where it does not tell (not listening, or a
+    platform without the query).  Linux: TCP_INFO for TCP, unix_diag by inode
+    (UDIAG_SHOW_RQLEN) for AF_UNIX; FreeBSD: SO_LISTENQLEN and
     SO_LISTENQLIMIT.  Availability: Linux, FreeBSD.
     """
     cdef long long pending = 0, limit = 0
-    if fs_listen_queue(fd, &pending, &limit) < 0:
+    if fs_listener_queue(fd, &pending, &limit) < 0:
         return None
     return pending, limit
 
@@ -547,6 +548,7 @@ cdef int _accept_batch(int lfd, int n, int *fds, sockaddr_storage *ss, socklen_t
 
 include "_objects.pxi"
 include "_methods.pxi"
+include "_diag.pxi"
 
 
 # ---- backlog rule sets -------------------------------------------------------

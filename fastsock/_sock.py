@@ -28,17 +28,27 @@ _C = _core.SocketMethods.__dict__
 
 
 class AcceptQueue(tuple[int, int]):  # a named tuple without importing typing
-    """A listener's accept queue as the kernel reports it: ``(pending, limit)``.
+    """A listener's accept queue as the kernel reports it: ``(pending, limit)``,
+    with the drop count as the attribute ``drops``.
 
     ``pending``: completed connections waiting for accept(); ``limit``: the
-    backlog in force.
+    backlog in force; ``drops``: connection requests the kernel dropped on
+    this socket so far (Linux: SO_MEMINFO's SK_MEMINFO_DROPS, what ``ss -m``
+    prints as ``d``; ``None`` where the platform keeps no per-socket count).
+    It stays a 2-tuple, so ``pending, limit = q`` and ``q == (0, 128)`` work
+    as before; ``drops`` takes no part in unpacking or equality.
     """
 
-    __slots__ = ()
     _fields = ("pending", "limit")
+    drops: int | None
 
-    def __new__(cls, pending: int, limit: int) -> "AcceptQueue":
-        return tuple.__new__(cls, (pending, limit))
+    def __new__(cls, pending: int, limit: int, drops: int | None = None) -> "AcceptQueue":
+        self = tuple.__new__(cls, (pending, limit))
+        self.__dict__["drops"] = drops
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"AcceptQueue is read-only (cannot set {name!r})")
 
     @property
     def pending(self) -> int:
@@ -51,10 +61,10 @@ class AcceptQueue(tuple[int, int]):  # a named tuple without importing typing
         return self[1]
 
     def __repr__(self) -> str:
-        return f"AcceptQueue(pending={self[0]!r}, limit={self[1]!r})"
+        return f"AcceptQueue(pending={self[0]!r}, limit={self[1]!r}, drops={self.drops!r})"
 
-    def __getnewargs__(self) -> tuple[int, int]:
-        return (self[0], self[1])
+    def __reduce__(self) -> "tuple[type[AcceptQueue], tuple[int, int, int | None]]":
+        return (AcceptQueue, (self[0], self[1], self.drops))
 
 
 class socket(_std.socket):
@@ -89,16 +99,30 @@ class socket(_std.socket):
 
     @property
     def backlog(self) -> int | None:
-        """The backlog in force after the last ``listen()`` (None before)."""
-        return getattr(self, "_backlog", None)
+        """The backlog in force: what the last ``listen()`` returned or, for a
+        listener this object did not make listen (``fromfd``,
+        ``socket(fileno=)``, ``dup``, a descriptor from another process), the
+        kernel's figure, read on each access: Linux TCP_INFO (TCP) and
+        unix_diag (AF_UNIX, this network namespace), FreeBSD SO_LISTENQLIMIT.
+        None when the socket does not listen or the kernel does not tell
+        (macOS and other systems: no per-socket query).
+        Availability: POSIX (the kernel's figure: Linux, FreeBSD).
+        """
+        b: int | None = getattr(self, "_backlog", None)
+        if b is None:
+            fd = self.fileno()
+            return None if fd < 0 else _core.listener_backlog(fd)
+        return b
 
     def accept_queue(self) -> "AcceptQueue | None":
-        """``AcceptQueue(pending, limit)`` from the kernel, or None where it
-        does not tell.  Linux: TCP_INFO; FreeBSD: SO_LISTENQLEN/SO_LISTENQLIMIT.
-        Availability: Linux (TCP), FreeBSD.
+        """``AcceptQueue(pending, limit)`` from the kernel, with ``drops``, or
+        None where it does not tell.  Linux: TCP_INFO (TCP), unix_diag
+        (AF_UNIX), drops from SO_MEMINFO; FreeBSD: SO_LISTENQLEN and
+        SO_LISTENQLIMIT (drops None).  Availability: Linux, FreeBSD.
         """
-        q = _core.accept_queue(self.fileno())
-        return None if q is None else AcceptQueue(*q)
+        fd = self.fileno()
+        q = _core.accept_queue(fd)
+        return None if q is None else AcceptQueue(q[0], q[1], _core.listener_drops(fd))
 
     # -- accept for the families the core does not decode ------------------
 

@@ -290,10 +290,11 @@ def test_backlog_types(tcp):
 def test_unix_backlog_computed_from_somaxconn(tmp_path, tcp):
     fd = tcp(S.AF_UNIX)
     _core.bind(fd, S.AF_UNIX, str(tmp_path / "s"))
-    assert _core.accept_queue(fd) is None  # no TCP_INFO on AF_UNIX
+    assert _core.accept_queue(fd) is None  # bound, not listening
     with pytest.warns(E.BacklogTruncatedWarning):
         assert _core.listen(fd, somaxconn() + 1) == somaxconn()
     assert _core.listen(fd, 3) == 3
+    assert _core.accept_queue(fd) == (0, 3)  # unix_diag by inode
 
 
 @linux_only
