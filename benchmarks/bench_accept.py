@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             uchild.stdin.close()
             uchild.wait()
             uchild = None
-            print("# io_uring_setup failed: C io_uring row skipped", file=sys.stderr)
+            print("# io_uring_setup failed: C io_uring row skipped")
 
     if uchild:
         def c_uring() -> float:
