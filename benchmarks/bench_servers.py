@@ -32,8 +32,10 @@ connection.  Server CPU is summed over the server's process tree
 (/proc/PID/schedstat of each process).
 
 Printed per server: medians of connections/s and server CPU per connection
-for both listeners, and the median of the per-round ratios fastsock/stdlib
-(connections/s).  Needs wrk (Debian: apt-get install wrk) and the servers
+for both listeners, and the medians of the per-round ratios fastsock/stdlib
+for connections/s and for connections per server CPU-second (the steadier
+of the two when the server's CPU is not what saturates: other load on the
+machine, or wrk).  Needs wrk (Debian: apt-get install wrk) and the servers
 (pip install 'fastsock[integration]'); a server that is not installed is
 skipped, and without wrk the benchmark says so and exits 0.
 """
@@ -309,6 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     for s in servers:
         a, b = res[f"{s} fastsock"], res[f"{s} stdlib"]
         print(C.ratio_line(f"{s} fastsock", a, b, f"{s} stdlib (connections/s)", ">= 0.98"))
+    # connections per server CPU-second: stdlib CPU per connection / fastsock's,
+    # per round; steadier than connections/s where the server's CPU is not
+    # what saturates (other load, wrk)
+    for s in servers:
+        a, b = stats[f"{s} stdlib"]["srv_us"], stats[f"{s} fastsock"]["srv_us"]
+        print(C.ratio_line(f"{s} fastsock", a, b, f"{s} stdlib (connections per server "
+                                                   "CPU-second)"))
     foreign = [x for st in stats.values() for x in st["foreign"]]
     print(f"# other processes used a median {C.median(foreign):.2f} CPU during the runs "
           f"(max {max(foreign):.2f}); {repeated} run(s) repeated for using > {E.MAX_FOREIGN}")
