@@ -21,14 +21,25 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+/* CLOCK_MONOTONIC, or with "cpu" after LISTEN_FD (bench_accept.py --clock cpu)
+   CLOCK_THREAD_CPUTIME_ID: this thread's CPU time, blind to time spent
+   preempted by other processes on a busy machine. */
+static clockid_t clock_id = CLOCK_MONOTONIC;
+
 static long long now_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock_id, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* For the shared library: cpu != 0 selects CLOCK_THREAD_CPUTIME_ID. */
+void accept4_set_clock(int cpu) {
+    clock_id = cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
 }
 
 /* Nanoseconds to accept k connections, or -1 with errno set. */
@@ -66,10 +77,12 @@ long long accept4_drain(int lfd, long k) {
 
 int main(int argc, char **argv) {
     long k;
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s LISTEN_FD\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s LISTEN_FD [cpu]\n", argv[0]);
         return 2;
     }
+    if (argc == 3 && strcmp(argv[2], "cpu") == 0)
+        clock_id = CLOCK_THREAD_CPUTIME_ID;
     int lfd = atoi(argv[1]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     while (scanf("%ld", &k) == 1 && k > 0) {

@@ -6,7 +6,7 @@ Python's ``socket`` module is here; ``socket``, ``fromfd``, ``socketpair``,
 ``create_connection`` and ``create_server`` give ``fastsock.socket`` objects,
 whose ``bind``/``listen``/``accept``/``connect`` run on fastsock's compiled
 core.  fastsock's own additions: ``listen()``, ``capabilities()``, ``has()``,
-``accept_many``, ``backlog``/``accept_queue`` on sockets, and the typed errors
+``listen_fds()``, ``accept_many``, ``backlog``/``accept_queue`` on sockets, and the typed errors
 and warnings of ``fastsock.errors``.
 """
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # what globals().update() and __getattr__ provide, for type c
     from socket import *  # noqa: F403
     from typing import Any as _Any
 
+    from fastsock._activation import listen_fds as listen_fds
     from fastsock._capabilities import Capabilities as Capabilities
     from fastsock._capabilities import capabilities as capabilities
     from fastsock._capabilities import has as has
@@ -108,11 +109,11 @@ if not TYPE_CHECKING:  # type checkers see the stdlib's fromfd (from socket impo
 
 
 # Names that come from a module on first use, never at import: listen() and
-# the capabilities (read from the live system on demand).
+# the capabilities (read from the live system on demand), listen_fds().
 _LAZY = {"listen": "fastsock._listen", "capabilities": "fastsock._capabilities",
          "has": "fastsock._capabilities", "Capabilities": "fastsock._capabilities",
          "listeners": "fastsock._listeners", "listen_counters": "fastsock._listeners",
-         "Listener": "fastsock._listeners"}
+         "Listener": "fastsock._listeners", "listen_fds": "fastsock._activation"}
 
 
 def __getattr__(name: str) -> "_Any":

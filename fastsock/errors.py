@@ -69,6 +69,9 @@ __all__ = [
     "InvalidPortError", "UnsupportedOptionError", "BacklogWarning", "BacklogTruncatedWarning",
     "UnsupportedPlatformError", "make_error", "set_error_notes", "error_notes",
     "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
+
+    "ListenFdsError",
+    "make_error", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
     "ACCEPT_CAPACITY_ERRNOS",
 ]
 
@@ -157,6 +160,24 @@ class UnsupportedPlatformError(_CapabilityError, NotImplementedError):
     """A fastsock function this platform has no kernel interface for (e.g.
     ``fastsock.listeners()`` off Linux).  ``capability`` is the
     ``capabilities()`` field that says whether it is available."""
+
+class ListenFdsError(ValueError):
+    """``fastsock.listen_fds()`` found a socket-activation variable it cannot use
+    (LISTEN_PID, LISTEN_FDS or LISTEN_FDNAMES: not a number, out of range, or
+    names that do not match the count): what sd_listen_fds(3) returns -EINVAL
+    for.  ``variable`` names it, ``value`` is its text."""
+
+    variable: str
+    value: str
+
+    def __init__(self, variable: str, value: str, message: str) -> None:
+        super().__init__(f"{variable}={value!r}: {message}")
+        self.variable = variable
+        self.value = value
+
+    def __reduce__(self) -> "tuple[type[ListenFdsError], tuple[str, str, str], object]":
+        message = str(self.args[0]).partition(": ")[2]
+        return type(self), (self.variable, self.value, message), self.__dict__
 
 class BacklogWarning(RuntimeWarning):
     """listen() was given a negative backlog and used 0 (pass None for the maximum)."""
