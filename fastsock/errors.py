@@ -67,11 +67,8 @@ __all__ = [
     "AcceptNetworkUnreachableError", "AcceptTooManyOpenFilesError",
     "AcceptSystemFileTableFullError", "AcceptNoBufferSpaceError", "AcceptOutOfMemoryError",
     "InvalidPortError", "UnsupportedOptionError", "BacklogWarning", "BacklogTruncatedWarning",
-    "UnsupportedPlatformError", "make_error", "set_error_notes", "error_notes",
-    "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
-
-    "ListenFdsError",
-    "make_error", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
+    "UnsupportedPlatformError", "ListenFdsError", "make_error", "set_error_notes",
+    "error_notes", "ERRNO_CLASSES", "SYSCALL_ERRNO_CLASSES", "ACCEPT_RETRY_ERRNOS",
     "ACCEPT_CAPACITY_ERRNOS",
 ]
 

@@ -262,7 +262,7 @@ def test_a_closed_descriptor_in_the_range_is_a_bad_descriptor_error():
     out = hand_built(["tcp", "closed", "unix"], activation_env(3))
     err = out["error"]
     assert err["cls"] == "BadDescriptorError" and "OSError" in err["mro"]
-    assert err["str"] == "[Errno 9] Bad file descriptor: fcntl(fd=4)"
+    assert err["str"] == "[Errno 9] Bad file descriptor"    # the stdlib's words; the call in the note
     assert out["after"] == out["before"] and {3, 5} <= set(out["after"])
     assert out["env"] == {}
 
