@@ -339,10 +339,17 @@ def free_port(family=S.AF_INET, host="127.0.0.1", kind=S.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+_CHILD_NEEDS = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                "PYTHONMALLOC", "PYTHONPATH")
+
+
 def activate(listen, args, kwargs, wake, tmp_path):
     """Run the child under systemd-socket-activate -l each of ``listen``,
     wake it with ``wake()``, and return its report and what wake() read."""
-    cmd = [ACTIVATE, *[f"--listen={a}" for a in listen], *args,
+    # the tool gives its child only the variables named with --setenv: pass on
+    # what the interpreter needs to start (.ci/sanitize preloads libasan)
+    keep = [f"--setenv={v}" for v in _CHILD_NEEDS if v in os.environ]
+    cmd = [ACTIVATE, *[f"--listen={a}" for a in listen], *keep, *args,
            sys.executable, "-c", ACTIVATED, json.dumps(kwargs)]
     err = open(tmp_path / "stderr", "w+")
     with err, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
