@@ -86,6 +86,29 @@ import _common as C
 import fastsock
 
 
+def _c_child(exe: str, lst: socket.socket, cflag: list[str]) -> subprocess.Popen[str]:
+    """One of the C loop programs on a duplicate of the listener, driven
+    through its stdin ("K\n": drain K connections) and stdout (nanoseconds)."""
+    fd = os.dup(lst.fileno())
+    child = subprocess.Popen([exe, str(fd), *cflag], pass_fds=(fd,), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    os.close(fd)
+    return child
+
+
+def _c_drain(child: subprocess.Popen[str], lst: socket.socket, k: int):
+    """The variant: fill the queue with k connections, let the C child drain
+    it, return its nanoseconds per connection."""
+    def drain() -> float:
+        clients = C.fill(lst, k)
+        child.stdin.write(f"{k}\n")
+        child.stdin.flush()
+        ns = int(child.stdout.readline())
+        C.close_all(clients)
+        return ns / k
+    return drain
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--k", type=int, default=1000, help="connections per drain")
@@ -123,40 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         uexe = exe and C.compile_c("uring_accept_loop.c", tmp.name)
         lib = exe and C.compile_c("accept4_loop.c", tmp.name, shared=True)
         ext = exe and C.compile_c("accept_floor.c", tmp.name, extension=True)
-    if exe:
-        cfd = os.dup(std.fileno())
-        child = subprocess.Popen([exe, str(cfd), *cflag], pass_fds=(cfd,), stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)
-        os.close(cfd)
-
-        def c_loop() -> float:
-            clients = C.fill(std, k)
-            child.stdin.write(f"{k}\n")
-            child.stdin.flush()
-            ns = int(child.stdout.readline())
-            C.close_all(clients)
-            return ns / k
-        variants["C accept4 loop"] = c_loop
-    if uexe:
-        ufd = os.dup(std.fileno())
-        uchild = subprocess.Popen([uexe, str(ufd), *cflag], pass_fds=(ufd,), stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        os.close(ufd)
-        if uchild.stdout.readline().strip() != "ready":     # no io_uring here
-            uchild.stdin.close()
-            uchild.wait()
-            uchild = None
-            print("# io_uring_setup failed: C io_uring row skipped")
-
+    child = exe and _c_child(exe, std, cflag)
+    if child:
+        variants["C accept4 loop"] = _c_drain(child, std, k)
+    uchild = uexe and _c_child(uexe, std, cflag)
+    if uchild and uchild.stdout.readline().strip() != "ready":     # no io_uring here
+        uchild.stdin.close()
+        uchild.wait()
+        uchild = None
+        print("# io_uring_setup failed: C io_uring row skipped")
     if uchild:
-        def c_uring() -> float:
-            clients = C.fill(std, k)
-            uchild.stdin.write(f"{k}\n")
-            uchild.stdin.flush()
-            ns = int(uchild.stdout.readline())
-            C.close_all(clients)
-            return ns / k
-        variants["C io_uring loop"] = c_uring
+        variants["C io_uring loop"] = _c_drain(uchild, std, k)
     if lib:
         clib = ctypes.CDLL(lib, use_errno=True)
         clib.accept4_set_clock(int(args.clock == "cpu"))

@@ -489,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in others:
         print(C.ratio_line(name, std_cpu, stats[name]["srv_us"],
                            "stdlib accept() (connections per server CPU-second)"))
+    print_run_notes(stats, repeated, errors)
+    return 0
+
+
+def print_run_notes(stats: dict, repeated: int, errors: dict) -> None:
+    """The closing lines of a wrk benchmark (also bench_servers.py): how much
+    CPU other processes took, runs repeated for it, and what wrk reported."""
     foreign = [x for s in stats.values() for x in s["foreign"]]
     print(f"# other processes used a median {C.median(foreign):.2f} CPU during the runs "
           f"(max {max(foreign):.2f}); {repeated} run(s) repeated for using > {MAX_FOREIGN}")
@@ -497,7 +504,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {name}: wrk reported in {len(errs)} run(s): {errs[0]}")
     else:
         print("# wrk: no socket errors, no non-2xx responses")
-    return 0
 
 
 if __name__ == "__main__":

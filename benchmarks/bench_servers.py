@@ -318,14 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         a, b = stats[f"{s} stdlib"]["srv_us"], stats[f"{s} fastsock"]["srv_us"]
         print(C.ratio_line(f"{s} fastsock", a, b, f"{s} stdlib (connections per server "
                                                    "CPU-second)"))
-    foreign = [x for st in stats.values() for x in st["foreign"]]
-    print(f"# other processes used a median {C.median(foreign):.2f} CPU during the runs "
-          f"(max {max(foreign):.2f}); {repeated} run(s) repeated for using > {E.MAX_FOREIGN}")
-    if errors:
-        for name, errs in errors.items():
-            print(f"# {name}: wrk reported in {len(errs)} run(s): {errs[0]}")
-    else:
-        print("# wrk: no socket errors, no non-2xx responses")
+    E.print_run_notes(stats, repeated, errors)
     return 0
 
 
