@@ -132,7 +132,7 @@ cdef int _encode_inet(object address, sockaddr_in *sin, str syscall, bint fast) 
 
 cdef int _encode_inet6(object address, sockaddr_in6 *sin6, str syscall, bint fast) except -1:
     cdef const char *cs
-    cdef Py_ssize_t n = 0, k
+    cdef Py_ssize_t n = 0, k, i
     cdef bytes h
     cdef int p
     cdef unsigned long long flowinfo = 0
